@@ -1,0 +1,34 @@
+"""The `airlock` command: one noun per concern (`airlock lab up`, later `airlock audit verify`).
+
+Exit codes scripts can trust: 0 ok, 1 a check failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from airlock import __version__
+from airlock.lab.cli import app as lab_app
+
+app = typer.Typer(
+    help="Airlock: air-gapped SDXL image generation for regulated environments.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # no tracebacks with local variables in front of users
+    epilog="Example: airlock lab up && airlock lab status",
+)
+app.add_typer(lab_app, name="lab")
+
+
+@app.command(epilog="Example: airlock version")
+def version() -> None:
+    """Print the Airlock version."""
+    typer.echo(f"airlock {__version__}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

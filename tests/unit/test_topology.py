@@ -1,0 +1,49 @@
+import ipaddress
+
+import pytest
+
+from airlock.lab.topology import INTERNET_STANDIN_IP, NETWORKS, OUTSIDE, default_topology
+
+
+@pytest.mark.parametrize("gpu_hosts", [1, 2, 3])
+def test_every_address_is_unique_and_inside_its_private_network(gpu_hosts):
+    topo = default_topology(gpu_hosts)
+    seen = set()
+    for net in NETWORKS:
+        assert net.net.is_private
+        addresses = [net.service_ip] + [h.ip(net) for h in topo.hosts]
+        assert all(ipaddress.IPv4Address(a) in net.net for a in addresses)
+        seen.update(addresses)
+    assert len(seen) == len(NETWORKS) * (gpu_hosts + 1)
+
+
+def test_the_internet_standin_is_reached_only_through_the_default_route():
+    addr = ipaddress.IPv4Address(INTERNET_STANDIN_IP)
+    assert not any(addr in net.net for net in NETWORKS)
+    assert all(h.default_gateway == OUTSIDE.service_ip for h in default_topology(3).hosts)
+
+
+def test_interface_names_fit_the_kernel_limit_and_do_not_collide():
+    topo = default_topology(9)
+    peers = [h.veth_peer(net) for h in topo.hosts for net in NETWORKS]
+    assert all(len(name) <= 15 for name in peers + [n.bridge for n in NETWORKS])
+    assert len(set(peers)) == len(peers)
+
+
+def test_namespaces_are_the_documented_ones_and_more_hosts_extend_them():
+    assert default_topology().namespaces == ("mgmt", "internal", "outside", "enclave")
+    assert default_topology(2).namespaces[-1] == "enclave2"
+
+
+def test_dns_zone_answers_lab_names_with_internal_addresses():
+    zone = default_topology(2).dns_zone()
+    assert zone["enclave.lab.airlock.test"] == "10.231.1.10"
+    assert zone["enclave2.lab.airlock.test"] == "10.231.1.11"
+    assert zone["internal.lab.airlock.test"] == "10.231.1.1"
+
+
+def test_unknown_host_and_bad_host_count_say_what_is_wrong():
+    with pytest.raises(KeyError, match="no lab host named 'nope'"):
+        default_topology().host("nope")
+    with pytest.raises(ValueError, match="between 1 and 9"):
+        default_topology(0)
