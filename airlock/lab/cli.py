@@ -13,14 +13,21 @@ from rich.table import Table
 from airlock.lab import lab
 from airlock.lab.topology import default_topology
 
-app = typer.Typer(help="Disposable local test hosts: systemd-nspawn machines in network namespaces.",
-                  no_args_is_help=True,
-                  epilog="Example: sudo airlock lab up && sudo airlock lab ssh enclave -- uptime")
+app = typer.Typer(
+    help="Disposable local test hosts: systemd-nspawn machines in network namespaces.",
+    no_args_is_help=True,
+    epilog="Example: sudo airlock lab up && sudo airlock lab ssh enclave -- uptime",
+)
 console = Console()
 err = Console(stderr=True)
 
-RootOption = typer.Option(Path.cwd, "--root", envvar="AIRLOCK_ROOT", show_default="current directory",
-                          help="The Airlock checkout (holds inventory/ and .cache/lab/).")
+RootOption = typer.Option(
+    Path.cwd,
+    "--root",
+    envvar="AIRLOCK_ROOT",
+    show_default="current directory",
+    help="The Airlock checkout (holds inventory/ and .cache/lab/).",
+)
 
 
 def fail(exc: Exception) -> None:
@@ -40,8 +47,10 @@ def up(
     except (lab.LabError, OSError) as exc:
         err.print("[yellow]the lab is half up; `airlock lab down` removes what was made[/yellow]")
         fail(exc)
-    console.print(f"[green]lab up[/green]: inventory {paths.inventory}; "
-                  "try `airlock lab ssh enclave` or `ip netns exec mgmt ansible all -m ping`")
+    console.print(
+        f"[green]lab up[/green]: inventory {paths.inventory}; "
+        "try `airlock lab ssh enclave` or `ip netns exec mgmt ansible all -m ping`"
+    )
 
 
 @app.command(epilog="Example: sudo airlock lab down")
@@ -55,7 +64,9 @@ def down(root: Path = RootOption) -> None:
 
 
 @app.command(epilog="Example: sudo airlock lab status --json")
-def status(root: Path = RootOption, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def status(
+    root: Path = RootOption, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
     """Say what is up. Exit 0 when the lab is up and every host answers, 1 otherwise."""
     try:
         report = lab.status(lab.LabPaths(root.resolve()))
@@ -94,4 +105,4 @@ def ssh(
     argv = lab.ssh_argv(paths, host, command or [])
     if not command:
         argv.insert(argv.index("-F"), "-t")
-    os.execvp(argv[0], argv)
+    os.execvp(argv[0], argv)  # noqa: S606 - hand the terminal to ssh, no shell involved

@@ -9,6 +9,7 @@ namespaces (`ip link add ... netns X type veth peer ... netns Y`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from airlock.lab import rootfs
+from airlock.lab import LabError, rootfs
 from airlock.lab.topology import (
     INTERNAL,
     INTERNET_STANDIN_IP,
@@ -40,10 +41,6 @@ NSPAWN_RUNTIME = Path("/run/systemd/nspawn")
 SERVICES_MODULE = "airlock.lab.services"
 
 Say = Callable[[str], None]
-
-
-class LabError(RuntimeError):
-    """A lab operation failed; the message says what and what to do."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +91,7 @@ class LabPaths:
 
 # ---------------------------------------------------------------- state ----------------------------
 
+
 def load_state() -> dict | None:
     try:
         return json.loads(STATE_FILE.read_text())
@@ -115,6 +113,7 @@ def record(state: dict, key: str, item) -> None:
 
 
 # ---------------------------------------------------------------- helpers --------------------------
+
 
 def run(cmd: list[str], *, input: str | None = None, timeout: float = 60) -> str:
     try:
@@ -159,10 +158,8 @@ def stop_process(pid: int, marker: str, grace: float = 20.0) -> None:
     while time.monotonic() < deadline:
         if not is_ours(pid, marker):
             return
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-        except ChildProcessError:
-            pass
         time.sleep(0.2)
     if is_ours(pid, marker):
         os.kill(pid, signal.SIGKILL)
@@ -193,6 +190,7 @@ def mounted_below(path: Path) -> list[str]:
 
 # ---------------------------------------------------------------- up -------------------------------
 
+
 def preflight(need_mmdebstrap: bool) -> None:
     if os.geteuid() != 0:
         raise LabError("the lab needs root (network namespaces, systemd-nspawn): run it with sudo")
@@ -210,8 +208,20 @@ def preflight(need_mmdebstrap: bool) -> None:
 def ensure_controller_key(paths: LabPaths) -> str:
     paths.ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not paths.key.exists():
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "airlock-lab-controller",
-             "-f", str(paths.key)])
+        run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "airlock-lab-controller",
+                "-f",
+                str(paths.key),
+            ]
+        )
     return paths.key.with_suffix(".pub").read_text()
 
 
@@ -226,11 +236,36 @@ def create_network(state: dict, topology: Topology) -> None:
         run(["ip", "-n", net.name, "link", "set", net.bridge, "up"])
         for host in topology.hosts:
             peer = host.veth_peer(net)
-            run(["ip", "link", "add", peer, "netns", net.name, "type", "veth",
-                 "peer", "name", net.host_iface, "netns", host.name])
+            run(
+                [
+                    "ip",
+                    "link",
+                    "add",
+                    peer,
+                    "netns",
+                    net.name,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    net.host_iface,
+                    "netns",
+                    host.name,
+                ]
+            )
             run(["ip", "-n", net.name, "link", "set", peer, "master", net.bridge, "up"])
-            run(["ip", "-n", host.name, "addr", "add", f"{host.ip(net)}/{net.prefixlen}",
-                 "dev", net.host_iface])
+            run(
+                [
+                    "ip",
+                    "-n",
+                    host.name,
+                    "addr",
+                    "add",
+                    f"{host.ip(net)}/{net.prefixlen}",
+                    "dev",
+                    net.host_iface,
+                ]
+            )
             run(["ip", "-n", host.name, "link", "set", net.host_iface, "up"])
     for host in topology.hosts:
         run(["ip", "-n", host.name, "route", "add", "default", "via", host.default_gateway])
@@ -245,13 +280,15 @@ def start_services(state: dict, paths: LabPaths, topology: Topology) -> None:
     for ns, extra in specs.items():
         cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", SERVICES_MODULE, "--name", ns, *extra]
         with open(paths.service_log(ns), "w") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         record(state, "processes", {"pid": proc.pid, "marker": f"{SERVICES_MODULE} --name {ns}"})
 
 
-def boot_host(state: dict, paths: LabPaths, host: Host, tarball: Path, topology: Topology,
-              pubkey: str) -> tuple[str, str]:
+def boot_host(
+    state: dict, paths: LabPaths, host: Host, tarball: Path, topology: Topology, pubkey: str
+) -> tuple[str, str]:
     root = paths.rootfs(host)
     record(state, "host_dirs", str(root.parent))
     if root.parent.exists():
@@ -268,28 +305,54 @@ def boot_host(state: dict, paths: LabPaths, host: Host, tarball: Path, topology:
         for cg in cgroups:
             (cg / "cgroup.procs").write_text(str(os.getpid()))
 
-    cmd = ["systemd-nspawn", "-b", "-D", str(root), f"--machine={host.machine}", "--register=no",
-           "--keep-unit", f"--network-namespace-path=/run/netns/{host.name}",
-           "--capability=CAP_NET_ADMIN", "--resolv-conf=off", "--console=read-only"]
+    cmd = [
+        "systemd-nspawn",
+        "-b",
+        "-D",
+        str(root),
+        f"--machine={host.machine}",
+        "--register=no",
+        "--keep-unit",
+        f"--network-namespace-path=/run/netns/{host.name}",
+        "--capability=CAP_NET_ADMIN",
+        "--resolv-conf=off",
+        "--console=read-only",
+    ]
     env = {**os.environ, "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
     with open(paths.console_log(host), "w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, preexec_fn=enter_cgroups,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=enter_cgroups,
+            start_new_session=True,
+        )
     record(state, "processes", {"pid": proc.pid, "marker": f"--machine={host.machine}"})
     return host_key, password
 
 
-def write_access_files(paths: LabPaths, topology: Topology, host_keys: dict[str, str],
-                       passwords: dict[str, str]) -> None:
+def write_access_files(
+    paths: LabPaths, topology: Topology, host_keys: dict[str, str], passwords: dict[str, str]
+) -> None:
     lines, known = [], []
     for host in topology.hosts:
         ip = host.ip(MGMT)
-        lines += [f"Host {host.name} {ip}", f"  HostName {ip}", f"  User {rootfs.ADMIN_USER}",
-                  f"  IdentityFile {paths.key}", "  IdentitiesOnly yes",
-                  f"  UserKnownHostsFile {paths.known_hosts}", "  StrictHostKeyChecking yes",
-                  "  PasswordAuthentication no", "  BatchMode yes", "  ConnectTimeout 5",
-                  "  LogLevel ERROR", ""]
+        lines += [
+            f"Host {host.name} {ip}",
+            f"  HostName {ip}",
+            f"  User {rootfs.ADMIN_USER}",
+            f"  IdentityFile {paths.key}",
+            "  IdentitiesOnly yes",
+            f"  UserKnownHostsFile {paths.known_hosts}",
+            "  StrictHostKeyChecking yes",
+            "  PasswordAuthentication no",
+            "  BatchMode yes",
+            "  ConnectTimeout 5",
+            "  LogLevel ERROR",
+            "",
+        ]
         known.append(f"{host.name},{ip} {host_keys[host.name]}")
     paths.ssh_config.write_text("\n".join(lines))
     paths.known_hosts.write_text("\n".join(known) + "\n")
@@ -300,9 +363,14 @@ def write_access_files(paths: LabPaths, topology: Topology, host_keys: dict[str,
     for host in topology.hosts:
         for group in host.groups:
             groups.setdefault(group, []).append(host)
-    inv = ["# Written by `airlock lab up`, removed by `airlock lab down`. Do not edit.", "all:",
-           "  vars:", f"    ansible_ssh_private_key_file: {paths.key}",
-           f'    ansible_ssh_common_args: "-F {paths.ssh_config}"', "  children:"]
+    inv = [
+        "# Written by `airlock lab up`, removed by `airlock lab down`. Do not edit.",
+        "all:",
+        "  vars:",
+        f"    ansible_ssh_private_key_file: {paths.key}",
+        f'    ansible_ssh_common_args: "-F {paths.ssh_config}"',
+        "  children:",
+    ]
     for group, members in groups.items():
         inv += [f"    {group}:", "      hosts:"]
         inv += [f"        {h.name}:\n          ansible_host: {h.ip(MGMT)}" for h in members]
@@ -322,9 +390,13 @@ def wait_ready(paths: LabPaths, host: Host, timeout: float, state: dict) -> str:
         nspawn = [p for p in state["processes"] if p["marker"] == f"--machine={host.machine}"]
         if nspawn and not is_ours(nspawn[0]["pid"], nspawn[0]["marker"]):
             raise LabError(f"{host.name}: systemd-nspawn exited; see {paths.console_log(host)}")
-        result = subprocess.run(ssh_argv(paths, host.name, ["systemctl", "is-system-running", "--wait"]),
-                                capture_output=True, text=True, timeout=timeout)
-        last = (result.stdout.strip() or result.stderr.strip())
+        result = subprocess.run(
+            ssh_argv(paths, host.name, ["systemctl", "is-system-running", "--wait"]),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        last = result.stdout.strip() or result.stderr.strip()
         if last in ("running", "degraded"):
             return last
         time.sleep(0.5)
@@ -332,21 +404,30 @@ def wait_ready(paths: LabPaths, host: Host, timeout: float, state: dict) -> str:
     raise LabError(f"{host.name} not ready after {timeout:.0f}s (last: {last!r}); console:\n{tail}")
 
 
-def up(paths: LabPaths, gpu_hosts: int = 1, boot_timeout: float = 120, say: Say = print,
-       tarball: Path | None = None) -> dict:
+def up(
+    paths: LabPaths,
+    gpu_hosts: int = 1,
+    boot_timeout: float = 120,
+    say: Say = print,
+    tarball: Path | None = None,
+) -> dict:
     topology = default_topology(gpu_hosts)
     preflight(need_mmdebstrap=tarball is None)
     if load_state() is not None or existing_namespaces() & set(topology.namespaces):
-        raise LabError("the lab is already up (or half up): run `airlock lab down` first, "
-                       "then `airlock lab up`")
+        raise LabError(
+            "the lab is already up (or half up): run `airlock lab down` first, then `airlock lab up`"
+        )
     if not (paths.root / "inventory").is_dir():
         raise LabError(f"{paths.root} is not an Airlock checkout (no inventory/): pass --root")
     started = time.monotonic()
     tarball = tarball or rootfs.ensure_cached(paths.cache, echo=say)
     pubkey = ensure_controller_key(paths)
-    state: dict = {"gpu_hosts": gpu_hosts, "status": "starting", "root": str(paths.root),
-                   "created_dirs": [str(d) for d in (NSPAWN_RUNTIME.parent, NSPAWN_RUNTIME)
-                                    if not d.exists()]}
+    state: dict = {
+        "gpu_hosts": gpu_hosts,
+        "status": "starting",
+        "root": str(paths.root),
+        "created_dirs": [str(d) for d in (NSPAWN_RUNTIME.parent, NSPAWN_RUNTIME) if not d.exists()],
+    }
     save_state(state)
     create_network(state, topology)
     say(f"namespaces {', '.join(topology.namespaces)} wired ({time.monotonic() - started:.1f}s)")
@@ -366,6 +447,7 @@ def up(paths: LabPaths, gpu_hosts: int = 1, boot_timeout: float = 120, say: Say 
 
 # ---------------------------------------------------------------- down -----------------------------
 
+
 def down(paths: LabPaths, say: Say = print) -> list[str]:
     """Remove everything the lab made. Safe to run twice and after a failed `up`."""
     if os.geteuid() != 0:
@@ -376,8 +458,7 @@ def down(paths: LabPaths, say: Say = print) -> list[str]:
     # Found by marker too, in case `up` was killed between starting a process and recording it.
     recorded = {p["pid"] for p in processes}
     for marker in (SERVICES_MODULE + " --name", f"--machine={MACHINE_PREFIX}"):
-        processes += [{"pid": pid, "marker": marker} for pid in find_processes(marker)
-                      if pid not in recorded]
+        processes += [{"pid": pid, "marker": marker} for pid in find_processes(marker) if pid not in recorded]
     for proc in reversed(processes):  # hosts first, then services
         if is_ours(proc["pid"], proc["marker"]):
             stop_process(proc["pid"], proc["marker"])
@@ -405,8 +486,10 @@ def down(paths: LabPaths, say: Say = print) -> list[str]:
     for d in sorted(host_dirs):
         if d.exists():
             if mounted_below(d):
-                raise LabError(f"{d} still has mounts ({', '.join(mounted_below(d))}); "
-                               "stop the process using it, then run `airlock lab down` again")
+                raise LabError(
+                    f"{d} still has mounts ({', '.join(mounted_below(d))}); "
+                    "stop the process using it, then run `airlock lab down` again"
+                )
             shutil.rmtree(d)
             removed.append(f"root filesystem {d}")
     for f in (paths.inventory, paths.ssh_config, paths.known_hosts, paths.passwords):
@@ -423,26 +506,40 @@ def down(paths: LabPaths, say: Say = print) -> list[str]:
 
 # ---------------------------------------------------------------- status ---------------------------
 
+
 def status(paths: LabPaths) -> dict:
     """What is up: namespaces, processes, and whether each host answers over SSH."""
     state = load_state()
     present = existing_namespaces()
     topology = default_topology(state.get("gpu_hosts", 1) if state else 1)
-    report: dict = {"state": state["status"] if state else "down",
-                    "namespaces": {ns: ns in present for ns in topology.namespaces}, "processes": [],
-                    "hosts": {}}
+    report: dict = {
+        "state": state["status"] if state else "down",
+        "namespaces": {ns: ns in present for ns in topology.namespaces},
+        "processes": [],
+        "hosts": {},
+    }
     for proc in (state or {}).get("processes", []):
         report["processes"].append({**proc, "alive": is_ours(proc["pid"], proc["marker"])})
     for host in topology.hosts:
         answer = ""
         if state and host.name in present and paths.ssh_config.exists():
-            result = subprocess.run(ssh_argv(paths, host.name, ["systemctl", "is-system-running"]),
-                                    capture_output=True, text=True, timeout=30)
+            result = subprocess.run(
+                ssh_argv(paths, host.name, ["systemctl", "is-system-running"]),
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             answer = result.stdout.strip() or "unreachable"
-        report["hosts"][host.name] = {"mgmt_ip": host.ip(MGMT), "internal_ip": host.ip(INTERNAL),
-                                      "systemd": answer or "absent"}
-    healthy = (report["state"] == "up" and all(report["namespaces"].values())
-               and all(p["alive"] for p in report["processes"])
-               and all(h["systemd"] in ("running", "degraded") for h in report["hosts"].values()))
+        report["hosts"][host.name] = {
+            "mgmt_ip": host.ip(MGMT),
+            "internal_ip": host.ip(INTERNAL),
+            "systemd": answer or "absent",
+        }
+    healthy = (
+        report["state"] == "up"
+        and all(report["namespaces"].values())
+        and all(p["alive"] for p in report["processes"])
+        and all(h["systemd"] in ("running", "degraded") for h in report["hosts"].values())
+    )
     report["healthy"] = healthy
     return report

@@ -12,20 +12,27 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from airlock.lab import LabError
 from airlock.lab.topology import INTERNAL, Host, Topology
 
 SUITE = "bookworm"
 VARIANT = "minbase"
 # libpam-systemd: without it, restarting ssh leaves processes behind in the unit's cgroup.
 PACKAGES = (
-    "systemd", "systemd-sysv", "dbus", "libpam-systemd", "kmod", "openssh-server", "python3",
-    "nftables", "iproute2", "curl", "sudo", "ca-certificates",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "libpam-systemd",
+    "kmod",
+    "openssh-server",
+    "python3",
+    "nftables",
+    "iproute2",
+    "curl",
+    "sudo",
+    "ca-certificates",
 )
 ADMIN_USER = "ops"
-
-
-class RootfsError(RuntimeError):
-    pass
 
 
 def cache_key(packages: tuple[str, ...] = PACKAGES) -> str:
@@ -51,7 +58,7 @@ def apt_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
             match = re.match(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line.strip())
             if match and match.group(2) == SUITE:
                 return match.group(1)
-    raise RootfsError(
+    raise LabError(
         f"no Debian {SUITE} mirror found in {sources_dir}/sources.list*; "
         "set AIRLOCK_LAB_MIRROR=http://your-mirror/debian"
     )
@@ -63,29 +70,38 @@ def ensure_cached(cache_dir: Path, echo=print) -> Path:
     if tarball.exists():
         return tarball
     if shutil.which("mmdebstrap") is None:
-        raise RootfsError("mmdebstrap is not installed: apt-get install mmdebstrap (see .ci/run)")
+        raise LabError("mmdebstrap is not installed: apt-get install mmdebstrap (see .ci/run)")
     mirror = apt_mirror()
     tmp = cache_dir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     partial = cache_dir / f"partial-{tarball.name}"  # renamed when complete: no half-built cache
     echo(f"building the lab root filesystem from {mirror} (once; cached as {tarball.name})")
-    cmd = ["mmdebstrap", f"--variant={VARIANT}", "--include=" + ",".join(PACKAGES), "--quiet",
-           SUITE, str(partial), mirror]
+    cmd = [
+        "mmdebstrap",
+        f"--variant={VARIANT}",
+        "--include=" + ",".join(PACKAGES),
+        "--quiet",
+        SUITE,
+        str(partial),
+        mirror,
+    ]
     result = subprocess.run(cmd, env={**os.environ, "TMPDIR": str(tmp)}, capture_output=True, text=True)
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
-        raise RootfsError(f"mmdebstrap failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+        raise LabError(f"mmdebstrap failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
     partial.rename(tarball)
     return tarball
 
 
 def extract(tarball: Path, root: Path) -> None:
     root.mkdir(parents=True)
-    result = subprocess.run(["tar", "-C", str(root), "--zstd", "-xpf", str(tarball)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["tar", "-C", str(root), "--zstd", "-xpf", str(tarball)], capture_output=True, text=True
+    )
     if result.returncode != 0:
-        raise RootfsError(f"extracting {tarball} failed: {result.stderr.strip()[-1000:]} "
-                          f"(delete it to rebuild the cache)")
+        raise LabError(
+            f"extracting {tarball} failed: {result.stderr.strip()[-1000:]} (delete it to rebuild the cache)"
+        )
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -115,13 +131,18 @@ def bake(root: Path, host: Host, topology: Topology, controller_pubkey: str) -> 
     ssh_dir = root / "home" / ADMIN_USER / ".ssh"
     ssh_dir.mkdir(mode=0o700)
     _write(ssh_dir / "authorized_keys", controller_pubkey.strip() + "\n", 0o600)
-    subprocess.run([*chroot, "chown", "-R", f"{ADMIN_USER}:{ADMIN_USER}", f"/home/{ADMIN_USER}/.ssh"],
-                   check=True)
-    _write(etc / "ssh" / "sshd_config.d" / "00-airlock-lab.conf",
-           "# airlock lab baseline: keys only\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-           "PermitRootLogin no\nUseDNS no\n")
+    subprocess.run(
+        [*chroot, "chown", "-R", f"{ADMIN_USER}:{ADMIN_USER}", f"/home/{ADMIN_USER}/.ssh"], check=True
+    )
+    _write(
+        etc / "ssh" / "sshd_config.d" / "00-airlock-lab.conf",
+        "# airlock lab baseline: keys only\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PermitRootLogin no\nUseDNS no\n",
+    )
     for old in (etc / "ssh").glob("ssh_host_*"):
         old.unlink()
-    subprocess.run(["ssh-keygen", "-q", "-A", "-f", str(root)], check=True, capture_output=True)  # fresh host keys per lab
+    subprocess.run(
+        ["ssh-keygen", "-q", "-A", "-f", str(root)], check=True, capture_output=True
+    )  # fresh host keys per lab
     host_key = (etc / "ssh" / "ssh_host_ed25519_key.pub").read_text().split()
     return f"{host_key[0]} {host_key[1]}", password

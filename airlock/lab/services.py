@@ -92,7 +92,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", required=True, help="name reported by the HTTP service")
     parser.add_argument("--zone", default="{}", help="JSON object of name -> IPv4 for DNS")
-    parser.add_argument("--wildcard", help="answer every other name with this IPv4 (public-resolver stand-in)")
+    parser.add_argument(
+        "--wildcard", help="answer every other name with this IPv4 (public-resolver stand-in)"
+    )
     args = parser.parse_args()
     zone = json.loads(args.zone)
     servers = [

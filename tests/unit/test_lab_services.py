@@ -11,7 +11,9 @@ def dns_query(name: str, qtype: int = 1) -> bytes:
 
 
 def test_dns_answers_a_zone_name_with_its_address():
-    reply = dns_answer(dns_query("enclave.lab.airlock.test"), {"enclave.lab.airlock.test": "10.231.1.10"}, None)
+    reply = dns_answer(
+        dns_query("enclave.lab.airlock.test"), {"enclave.lab.airlock.test": "10.231.1.10"}, None
+    )
     txid, flags, _qd, ancount = struct.unpack("!HHHH", reply[:8])
     assert (txid, flags & 0xF, ancount) == (0x1234, 0, 1)
     assert reply[-4:] == bytes([10, 231, 1, 10])

@@ -1,6 +1,6 @@
 import pytest
 
-from airlock.lab import rootfs
+from airlock.lab import LabError, rootfs
 
 
 def test_mirror_is_read_from_deb822_sources(tmp_path, monkeypatch):
@@ -15,13 +15,15 @@ def test_mirror_is_read_from_deb822_sources(tmp_path, monkeypatch):
 
 def test_mirror_is_read_from_one_line_sources(tmp_path, monkeypatch):
     monkeypatch.delenv("AIRLOCK_LAB_MIRROR", raising=False)
-    (tmp_path / "sources.list").write_text("# comment\ndeb [arch=amd64] http://m.example/debian bookworm main\n")
+    (tmp_path / "sources.list").write_text(
+        "# comment\ndeb [arch=amd64] http://m.example/debian bookworm main\n"
+    )
     assert rootfs.apt_mirror(tmp_path) == "http://m.example/debian"
 
 
 def test_missing_mirror_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.delenv("AIRLOCK_LAB_MIRROR", raising=False)
-    with pytest.raises(rootfs.RootfsError, match="AIRLOCK_LAB_MIRROR"):
+    with pytest.raises(LabError, match="AIRLOCK_LAB_MIRROR"):
         rootfs.apt_mirror(tmp_path)
 
 

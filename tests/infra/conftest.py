@@ -1,0 +1,35 @@
+"""Host tests (testinfra). Run from the controller namespace against the lab inventory:
+
+    ip netns exec mgmt .venv/bin/pytest tests/infra --hosts=ansible://all --ansible-inventory=inventory/lab
+
+(`make lab-infra-test` does this with the lab up.) Without --hosts testinfra would test this machine.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_SSH = ROOT / ".cache" / "lab" / "ssh"
+
+
+def pytest_configure(config):
+    if not config.getoption("hosts"):
+        pytest.exit(
+            "tests/infra needs --hosts=ansible://all --ansible-inventory=inventory/lab "
+            "(see `make lab-infra-test`)",
+            returncode=2,
+        )
+
+
+@pytest.fixture
+def lab_password(host):
+    """The ops account's real password: the lab sets one so password refusal is tested for real."""
+    name = host.backend.get_hostname()
+    return json.loads((LAB_SSH / "passwords.json").read_text())[name]
+
+
+@pytest.fixture
+def mgmt_address(host):
+    return host.ansible.get_variables()["ansible_host"]
