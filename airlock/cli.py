@@ -8,6 +8,8 @@ from __future__ import annotations
 import typer
 
 from airlock import __version__
+from airlock.audit.cli import app as audit_app
+from airlock.keys_cli import app as keys_app
 from airlock.lab.cli import app as lab_app
 
 app = typer.Typer(
@@ -18,6 +20,8 @@ app = typer.Typer(
     epilog="Example: airlock lab up && airlock lab status",
 )
 app.add_typer(lab_app, name="lab")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 
 
 @app.command(epilog="Example: airlock version")
