@@ -18,6 +18,7 @@ Finding kinds (each with the file and line where it shows):
 from __future__ import annotations
 
 import hmac
+import tarfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -108,13 +109,19 @@ def _check_blocks(parsed: ParsedSums, verifier: Verifier | None, report: Report)
             report.findings.append(Finding("signature", sums, block.line, "bad signature"))
 
 
-def _day_sources(root: Path, parsed: ParsedSums, report: Report) -> dict[str, dict[str, tuple[str, bytes]]]:
+def _day_sources(
+    root: Path, parsed: ParsedSums, expected: dict[str, str], report: Report
+) -> dict[str, dict[str, tuple[str, bytes]]]:
     """day -> {name in day: (display path, bytes)}, live or from archives."""
     sources: dict[str, dict[str, tuple[str, bytes]]] = {}
     for archive_rel in sorted(set(archived_days(parsed).values())):
         try:
+            if records.sha256_hex((root / archive_rel).read_bytes()) != expected.get(archive_rel):
+                report.findings.append(
+                    Finding("seal", archive_rel, None, "archive differs from its signed hash")
+                )
             members = read_archive(root / archive_rel)
-        except (OSError, EOFError, ValueError) as exc:
+        except (OSError, EOFError, ValueError, tarfile.TarError) as exc:
             report.findings.append(Finding("missing_day", archive_rel, None, f"archive unreadable: {exc}"))
             continue
         for name, data in members.items():
@@ -261,7 +268,7 @@ def verify(
     _check_blocks(parsed, verifier, report)
     sealed = sealed_days(parsed)
     expected = _expected_hashes(parsed)
-    sources = _day_sources(root, parsed, report)
+    sources = _day_sources(root, parsed, expected, report)
     chains: dict[str, _Chain] = {}
     for day in sorted(set(sources) | set(sealed)):
         if day not in sources:

@@ -191,6 +191,9 @@ class AuditLog:
         except OSError as exc:
             self._fail(items, path, exc)
             return
+        if category == "system_events" and notes:  # a recovery is recorded before what follows it
+            items = [(note, Future()) for note in notes] + list(items)
+            notes.clear()
         lines, receipts, seq, prev = [], [], tip.seq, tip.hash
         for prepared, _future in items:
             seq += 1
