@@ -62,6 +62,9 @@ def verify(
         "(default: signing.pub in $AIRLOCK_KEYS_DIR or /etc/airlock/keys).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    deep: bool = typer.Option(
+        False, "--deep", help="Re-check every record, even in files a valid seal vouches for."
+    ),
 ) -> None:
     """Check every file, record, chain, seal and signature. Exit 0 intact, 1 with findings."""
     need_root(root)
@@ -71,7 +74,7 @@ def verify(
             verifier = load_verifier(trust)
         except AirlockError as exc:
             fail(exc, 2)
-    report = run_verify(root, verifier)
+    report = run_verify(root, verifier, deep=deep)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from airlock.audit import records
+from airlock.audit.chain import Chain, Finding, check_file
 from airlock.audit.layout import (
     ARCHIVES,
     INTEGRITY,
@@ -162,40 +163,34 @@ def today(clock) -> str:
 
 
 def day_summary(root: Path, day: str) -> tuple[dict[str, dict], list[tuple[str, str]]]:
-    """Chain tips and file hashes of a live day; refuses a day whose records do not verify."""
+    """Chain tips and file hashes of a live day; refuses a day whose records do not check out,
+    so that a signed file hash always stands for checked records (verify relies on that)."""
     tips, files = {}, []
     for path in sorted((root / day).glob("*.jsonl")):
         category = path.stem
         if category not in records.CATEGORIES:
             raise IntegrityError(f"unexpected file {path} in the audit log; investigate before sealing")
         data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            raise IntegrityError(f"{path} ends in a torn record; start a writer (it quarantines it) first")
-        lines = data.splitlines()
-        first = last = None
-        for number, raw in enumerate(lines, start=1):
-            try:
-                line = records.split(raw)
-            except ValueError:
-                line = None
-            if (
-                line is None
-                or not line.intact
-                or (last is not None and (line.seq != last.seq + 1 or line.prev_hash != last.hash))
-            ):
-                raise IntegrityError(
-                    f"refusing to seal {day}: {path.name} line {number} does not verify; "
-                    "run `airlock audit verify`"
-                )
-            first, last = first or line, line
-        if last is not None:
-            tips[category] = {
-                "first_seq": first.seq,
-                "seq": last.seq,
-                "hash": last.hash.decode(),
-                "records": len(lines),
-            }
-            files.append((records.sha256_hex(data), day_file(day, category)))
+        if not data:
+            continue
+        first = records.split(data[: data.index(b"\n")]) if b"\n" in data else None
+        chain = Chain(last_seq=first.seq - 1, last_hash=first.prev_hash) if first else Chain()
+        findings: list[Finding] = []
+        count = check_file(data, path.name, day, category, chain, findings)
+        findings += chain.gap_findings(category)
+        if findings:
+            f = findings[0]
+            raise IntegrityError(
+                f"refusing to seal {day}: {f.file} line {f.line} {f.kind} ({f.detail}); "
+                "run `airlock audit verify`"
+            )
+        tips[category] = {
+            "first_seq": first.seq,
+            "seq": chain.last_seq,
+            "hash": chain.last_hash.decode(),
+            "records": count,
+        }
+        files.append((records.sha256_hex(data), day_file(day, category)))
     return tips, files
 
 

@@ -38,9 +38,17 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 CATEGORIES = tuple(REQUIRED)
 MODEL_FIELDS = ("name", "version", "checksum")
 OUTCOMES = ("success", "failure")
-RESERVED = ("seq", "prev_hash", "hash", "ts", "category", *tuple(f"{f}_sha256" for f in REDACTABLE))
-SECRET_NAME = re.compile(r"(^|_)(api_?key|password|passwd|secret|token|private_?key|credential)s?$", re.I)
-SECRET_VALUE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+RESERVED = ("seq", "prev_hash", "hash", "ts", "category")  # top-level names the log sets itself
+DIGESTS = tuple(
+    f"{f}_sha256" for f in REDACTABLE
+)  # set by the log; banned at any depth so verify can find them
+# Checked on the encoded record (one pass, no tree walk): a key that names a secret, or a private key value.
+SECRET_HINTS = (b"apikey", b"api_key", b"passw", b"secret", b"token", b"private", b"credential")  # prefilter
+SECRET_KEY = re.compile(
+    rb'"((?:[^"\\]*_)?(?:api_?key|password|passwd|secret|token|private_?key|credential)s?)":', re.I
+)
+DIGEST_KEY = b'prompt_sha256":'  # ends both digest names
+SECRET_VALUE = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
 class AuditRecordError(AirlockError, ValueError):
@@ -55,23 +63,8 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _find_secrets(value: Any, path: str) -> list[str]:
-    found = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if SECRET_NAME.search(str(key)):
-                found.append(where)
-            found += _find_secrets(item, where)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += _find_secrets(item, f"{path}[{index}]")
-    elif isinstance(value, str) and SECRET_VALUE.search(value):
-        found.append(path)
-    return found
-
-
 def validate(category: str, fields: dict[str, Any]) -> None:
+    """Check the structure; secrets are checked on the encoding (see prepare)."""
     if category not in REQUIRED:
         raise AuditRecordError(f"unknown audit category {category!r}; use one of {', '.join(CATEGORIES)}")
     missing = [f for f in COMMON + REQUIRED[category] if f not in fields]
@@ -86,10 +79,23 @@ def validate(category: str, fields: dict[str, Any]) -> None:
     reserved = [f for f in RESERVED if f in fields]
     if reserved:
         raise AuditRecordError(f"{', '.join(reserved)} are set by the audit log, not by callers")
-    secrets = _find_secrets(fields, "")
-    if secrets:
+
+
+def refuse_secrets(encoded: bytes, digests: int) -> None:
+    """One pass over the encoded record: secret-looking keys or values, and digest names the caller set."""
+    lowered = encoded.lower()  # substring tests are ~20x faster than a case-insensitive regex here
+    if any(hint in lowered for hint in SECRET_HINTS):
+        names = {m.decode(errors="replace") for m in SECRET_KEY.findall(encoded)}
+        if SECRET_VALUE.search(encoded):
+            names.add("a private key value")
+        if names:
+            raise AuditRecordError(
+                f"refusing to log {', '.join(sorted(names))}: it looks like a secret; "
+                "audit records carry key ids only"
+            )
+    if encoded.count(DIGEST_KEY) != digests:
         raise AuditRecordError(
-            f"refusing to log {', '.join(secrets)}: it looks like a secret; audit records carry key ids only"
+            f"{', '.join(DIGESTS)} are set by the audit log, not by callers (at any depth)"
         )
 
 
@@ -118,11 +124,12 @@ def prepare(category: str, fields: dict[str, Any]) -> Prepared:
         covered[f"{key}_sha256"] = sha256_hex(text.encode())
     covered["category"] = category
     try:
-        rest = canonical(covered)[1:]
+        encoded = canonical(covered)
         tail = b"".join(b"," + canonical(k) + b":" + canonical(v) for k, v in texts.items())
     except (TypeError, ValueError) as exc:
         raise AuditRecordError(f"{category} record is not plain JSON data: {exc}") from exc
-    return Prepared(category, rest, tail)
+    refuse_secrets(encoded + tail, digests=len(texts))
+    return Prepared(category, encoded[1:], tail)
 
 
 def encode(seq: int, prev_hash: str, ts: str, prepared: Prepared) -> tuple[bytes, str]:
@@ -149,6 +156,12 @@ class Line:
 
     def record(self) -> dict[str, Any]:
         return json.loads(self.body)
+
+    def digest(self, field: str) -> str | None:
+        """A redactable field's SHA-256 from the covered part (unique: callers cannot nest that name)."""
+        mark = f'"{field}_sha256":"'.encode()
+        at = self.body.find(mark)
+        return self.body[at + len(mark) : at + len(mark) + 64].decode() if at >= 0 else None
 
     def texts(self) -> dict[str, str]:
         return json.loads(b"{" + self.tail[1:] + b"}") if self.tail else {}

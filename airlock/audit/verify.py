@@ -17,13 +17,13 @@ Finding kinds (each with the file and line where it shows):
 
 from __future__ import annotations
 
-import hmac
 import tarfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from airlock.audit import records
+from airlock.audit.chain import Chain, Finding, check_file
 from airlock.audit.integrity import (
     ParsedSums,
     archived_days,
@@ -33,14 +33,6 @@ from airlock.audit.integrity import (
 )
 from airlock.audit.layout import DAY, INTEGRITY, QUARANTINE, SUMS, day_file, live_days
 from airlock.keys import Verifier
-
-
-@dataclass
-class Finding:
-    kind: str
-    file: str
-    line: int | None
-    detail: str
 
 
 @dataclass
@@ -60,17 +52,6 @@ class Report:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "ok": self.ok}
-
-
-@dataclass
-class _Chain:
-    """Running state of one category's chain across days."""
-
-    last_seq: int = 0
-    last_hash: bytes = records.GENESIS.encode()
-    last_loc: tuple[str, int] | None = None
-    seen: set[int] = field(default_factory=set)
-    gaps: list[list] = field(default_factory=list)  # [first missing, last missing, (file, line)]
 
 
 def _check_blocks(parsed: ParsedSums, verifier: Verifier | None, report: Report) -> None:
@@ -148,88 +129,10 @@ def _expected_hashes(parsed: ParsedSums) -> dict[str, str]:
     return expected
 
 
-def _check_line(
-    raw: bytes, loc: tuple[str, int], day: str, category: str, chain: _Chain, report: Report
-) -> None:
-    file, number = loc
-    try:
-        line = records.split(raw)
-    except ValueError:
-        report.findings.append(
-            Finding("malformed", file, number, "not an audit record (inserted or damaged)")
-        )
-        return
-    seq = line.seq
-    intact = line.intact
-    if not intact:
-        report.findings.append(
-            Finding("modified", file, number, f"seq {seq}: content does not match its hash")
-        )
-        if seq != chain.last_seq + 1:
-            return  # its seq is not to be trusted either
-    if line.ts[:10] != day or f'"category":"{category}"'.encode() not in line.body:
-        report.findings.append(
-            Finding(
-                "misplaced", file, number, f"seq {seq} ({line.ts}) does not belong in {day}/{category}.jsonl"
-            )
-        )
-    if line.tail:
-        _check_texts(line, file, number, report)
-    if seq in chain.seen:
-        report.findings.append(Finding("inserted", file, number, f"seq {seq} appears a second time"))
-        return
-    chain.seen.add(seq)
-    if seq == chain.last_seq + 1:
-        if intact and line.prev_hash != chain.last_hash:
-            where = chain.last_loc or (file, number)
-            report.findings.append(
-                Finding(
-                    "modified",
-                    where[0],
-                    where[1],
-                    f"seq {seq - 1} was changed and "
-                    f"re-hashed: seq {seq} ({file}:{number}) no longer links to it",
-                )
-            )
-    elif seq > chain.last_seq + 1:
-        chain.gaps.append([chain.last_seq + 1, seq - 1, (file, number)])
-    else:
-        report.findings.append(
-            Finding("reordered", file, number, f"seq {seq} appears after seq {chain.last_seq}")
-        )
-        for gap in chain.gaps:
-            if gap[0] <= seq <= gap[1]:
-                chain.gaps.remove(gap)
-                chain.gaps += [
-                    g for g in ([gap[0], seq - 1, gap[2]], [seq + 1, gap[1], gap[2]]) if g[0] <= g[1]
-                ]
-                break
-        return
-    chain.last_seq, chain.last_hash, chain.last_loc = seq, line.hash, (file, number)
-
-
-def _check_texts(line: records.Line, file: str, number: int, report: Report) -> None:
-    try:
-        texts, covered = line.texts(), line.record()
-    except ValueError:
-        report.findings.append(
-            Finding("prompt", file, number, f"seq {line.seq}: prompt text is not valid JSON")
-        )
-        return
-    for key, text in texts.items():
-        expected = covered.get(f"{key}_sha256")
-        if key not in records.REDACTABLE or expected is None:
-            report.findings.append(Finding("prompt", file, number, f"seq {line.seq}: unexpected field {key}"))
-        elif not hmac.compare_digest(records.sha256_hex(str(text).encode()), str(expected)):
-            report.findings.append(
-                Finding("prompt", file, number, f"seq {line.seq}: {key} text does not match its hash")
-            )
-
-
-def _check_seal_tips(day: str, seal, chains: dict[str, _Chain], present: set[str], report: Report) -> None:
+def _check_seal_tips(day: str, seal, chains: dict[str, Chain], present: set[str], report: Report) -> None:
     tips = seal.meta.get("tips", {})
     for category, tip in tips.items():
-        chain = chains.setdefault(category, _Chain())
+        chain = chains.setdefault(category, Chain())
         file = day_file(day, category)
         if category not in present:
             report.findings.append(
@@ -261,15 +164,20 @@ def verify(
     *,
     clock=lambda: datetime.now(UTC),
     unsealed_grace: timedelta = timedelta(hours=1),
+    deep: bool = False,
 ) -> Report:
+    """Verify the whole log. A sealed file whose bytes match its signed hash is vouched for by the
+    seal (the sealer checked every record before signing); only its links to its neighbours are
+    checked then. Everything else, or everything with deep=True, is checked record by record."""
     report = Report(root=str(root), trusted_key=verifier.fingerprint if verifier else None)
     parsed = read_sums(root)
     report.blocks = len(parsed.blocks)
     _check_blocks(parsed, verifier, report)
+    trust_seals = not deep and not report.findings  # any doubt about the journal: check everything
     sealed = sealed_days(parsed)
     expected = _expected_hashes(parsed)
     sources = _day_sources(root, parsed, expected, report)
-    chains: dict[str, _Chain] = {}
+    chains: dict[str, Chain] = {}
     for day in sorted(set(sources) | set(sealed)):
         if day not in sources:
             report.findings.append(
@@ -278,6 +186,7 @@ def verify(
             continue
         report.days += 1
         present = set()
+        tips = sealed[day].meta.get("tips", {}) if day in sealed else {}
         for name, (display, data) in sorted(sources[day].items()):
             if name.startswith(QUARANTINE + "/"):
                 report.notes.append(f"{display}: torn record quarantined after a crash ({len(data)} bytes)")
@@ -288,20 +197,15 @@ def verify(
                 continue
             present.add(category)
             report.files += 1
+            chain = chains.setdefault(category, Chain())
             want = expected.get(day_file(day, category))
-            if want is not None and records.sha256_hex(data) != want:
+            matches = want is not None and records.sha256_hex(data) == want
+            if want is not None and not matches:
                 report.findings.append(Finding("seal", display, None, "file differs from its sealed hash"))
-            lines = data.split(b"\n")
-            if lines[-1]:
-                report.findings.append(
-                    Finding(
-                        "truncated", display, len(lines), "last line is cut short (torn write or cut file)"
-                    )
-                )
-            chain = chains.setdefault(category, _Chain())
-            for number, raw in enumerate(lines[:-1], start=1):
-                _check_line(raw, (display, number), day, category, chain, report)
-            report.records += len(lines) - 1
+            if trust_seals and matches and category in tips:
+                report.records += _vouched_file(data, display, tips[category], chain, report)
+            else:
+                report.records += check_file(data, display, day, category, chain, report.findings)
         if day in sealed:
             _check_seal_tips(day, sealed[day], chains, present, report)
         elif DAY.match(day) and _closed_for(day, clock()) > unsealed_grace:
@@ -309,13 +213,33 @@ def verify(
                 Finding("unsealed_day", day, None, "closed day was never sealed (run `airlock audit seal`)")
             )
     for category, chain in chains.items():
-        for first, last, (file, number) in chain.gaps:
-            span = f"seq {first}" if first == last else f"seq {first}-{last}"
-            report.findings.append(
-                Finding("deleted", file, number, f"{category} {span} missing before this line")
-            )
+        report.findings += chain.gap_findings(category)
     report.findings.sort(key=lambda f: (f.file, f.line or 0))
     return report
+
+
+def _vouched_file(data: bytes, display: str, tip: dict, chain: Chain, report: Report) -> int:
+    """A file the seal vouches for: check only how it joins the chain before it."""
+    first = records.split(data[: data.index(b"\n")])
+    if first.seq != tip["first_seq"] or first.seq <= chain.last_seq:
+        report.findings.append(
+            Finding("reordered", display, 1, f"seq {first.seq} follows seq {chain.last_seq}")
+        )
+    elif first.seq > chain.last_seq + 1:
+        chain.gaps.append([chain.last_seq + 1, first.seq - 1, (display, 1)])
+    elif first.prev_hash != chain.last_hash and chain.last_loc is not None:
+        report.findings.append(
+            Finding(
+                "modified",
+                chain.last_loc[0],
+                chain.last_loc[1],
+                f"seq {chain.last_seq} no longer links to {display}:1",
+            )
+        )
+    chain.vouched.append((tip["first_seq"], tip["seq"]))
+    chain.last_seq, chain.last_hash = tip["seq"], tip["hash"].encode()
+    chain.last_loc = (display, tip["records"])
+    return tip["records"]
 
 
 def _closed_for(day: str, now: datetime) -> timedelta:

@@ -169,3 +169,14 @@ def test_closed_day_nobody_sealed_is_found(root, clock, verifier):
     clock.advance(days=1)
     _, found = findings(root, verifier, clock)
     assert ("unsealed_day", DAY1, None) in found
+
+
+def test_sealed_files_are_vouched_for_and_a_deep_walk_agrees(log, verifier, clock):
+    fast, deep = verify(log, verifier, clock=clock), verify(log, verifier, clock=clock, deep=True)
+    assert fast.ok and deep.ok and fast.records == deep.records == 16
+
+
+def test_without_a_trusted_key_seals_are_not_taken_on_faith(log, clock):
+    report = verify(log, None, clock=clock)
+    assert {f.kind for f in report.findings} == {"signature"}
+    assert report.records == 16  # every record was still walked

@@ -67,8 +67,9 @@ def test_append_returns_a_receipt_for_a_durable_chained_record(root, clock):
     ("fields", "message"),
     [
         ({**GENERATION, "api_key": "alk_live_123"}, "api_key: it looks like a secret"),
-        ({**GENERATION, "parameters": {"auth": {"password": "x"}}}, "parameters.auth.password"),
-        ({**GENERATION, "detail": "-----BEGIN PRIVATE KEY-----"}, "detail"),
+        ({**GENERATION, "parameters": {"auth": {"password": "x"}}}, "refusing to log password"),
+        ({**GENERATION, "detail": "-----BEGIN PRIVATE KEY-----"}, "a private key value"),
+        ({**GENERATION, "parameters": {"prompt_sha256": "0" * 64}}, "set by the audit log"),
         ({k: v for k, v in GENERATION.items() if k != "tenant"}, "missing tenant"),
         ({**GENERATION, "outcome": "ok"}, "outcome must be"),
         ({**GENERATION, "model": {"name": "x"}}, "model must name name, version, checksum"),
