@@ -1,9 +1,13 @@
-from datetime import UTC, datetime, timedelta
+from airlock.offline import force_offline
 
-import pytest
+force_offline()  # before any test imports a Hugging Face library
 
-from airlock.audit import AuditLog
-from airlock.keys import init_keys, load_verifier
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+import pytest  # noqa: E402
+
+from airlock.audit import AuditLog  # noqa: E402
+from airlock.keys import init_keys, load_verifier  # noqa: E402
 
 
 class FakeClock:

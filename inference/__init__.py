@@ -1,0 +1,1 @@
+"""The Airlock inference service: API, auth, job queue, SDXL engine, output store."""
