@@ -11,6 +11,7 @@ from airlock import __version__
 from airlock.audit.cli import app as audit_app
 from airlock.keys_cli import app as keys_app
 from airlock.lab.cli import app as lab_app
+from airlock.registry.cli import app as models_app
 
 app = typer.Typer(
     help="Airlock: air-gapped SDXL image generation for regulated environments.",
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.add_typer(lab_app, name="lab")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(models_app, name="models")
 
 
 @app.command(epilog="Example: airlock version")
