@@ -156,7 +156,7 @@ def _build_seeded(root: Path, seed: int) -> None:
         )
 
     tok_dir = root / "_tokenizer_src"
-    vocab = _write_tokenizer(tok_dir, pad_token=_EOS)
+    vocab = write_tokenizer(tok_dir, pad_token=_EOS)
     bos, eos = vocab[_BOS], vocab[_EOS]
     tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir))
     tokenizer_2 = CLIPTokenizer.from_pretrained(str(tok_dir), pad_token=_PAD_2)
@@ -239,7 +239,7 @@ def _build_seeded(root: Path, seed: int) -> None:
         for tok in ("tokenizer", "tokenizer_2"):
             if (root / name / tok).is_dir():  # replace what transformers wrote with our own exact files
                 shutil.rmtree(root / name / tok)
-                _write_tokenizer(root / name / tok, pad_token=_EOS if tok == "tokenizer" else _PAD_2)
+                write_tokenizer(root / name / tok, pad_token=_EOS if tok == "tokenizer" else _PAD_2)
 
     _write_loras(root / "loras", base_unet, seed)
     _write_single_file(root / "single", root / "base", base)
@@ -299,7 +299,7 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, map(chr, chars), strict=True))
 
 
-def _write_tokenizer(folder: Path, pad_token: str) -> dict[str, int]:
+def write_tokenizer(folder: Path, pad_token: str) -> dict[str, int]:
     """A CLIP tokenizer (vocab.json, merges.txt, configs) small enough for a vocab_size of 1000."""
     symbols = list(_bytes_to_unicode().values())
     tokens = [*symbols, *(s + "</w>" for s in symbols), *("".join(m) for m in _MERGES), _BOS, _EOS]

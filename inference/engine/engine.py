@@ -237,7 +237,7 @@ class Engine:
             if entry.kind == "refiner"
             else (diffusers.StableDiffusionXLPipeline)
         )
-        common = {"torch_dtype": self.dtype, "local_files_only": True}
+        common = {"dtype": self.dtype, "local_files_only": True}
         if path.is_dir():
             pipe = cls.from_pretrained(path, use_safetensors=True, **common)
         else:

@@ -2,17 +2,29 @@ import subprocess
 import sys
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from airlock import __version__
 from airlock.cli import app
 
 runner = CliRunner()
-COMMANDS = [[], ["version"], ["lab"], ["lab", "up"], ["lab", "down"], ["lab", "status"], ["lab", "ssh"]]
+
+
+def all_commands(command=None, path=()):
+    """Every command and group of the CLI, as argument paths."""
+    command = command or typer.main.get_command(app)
+    yield list(path)
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from all_commands(sub, (*path, name))
+
+
+COMMANDS = list(all_commands())
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "airlock")
 def test_every_help_shows_an_example(command):
+    assert len(COMMANDS) > 20  # lab, keys, audit, models and their commands
     result = runner.invoke(app, [*command, "--help"], terminal_width=200)
     assert result.exit_code == 0
     assert "Example: " in result.output
