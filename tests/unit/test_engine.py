@@ -264,3 +264,67 @@ def test_the_engine_process_cannot_reach_the_network(tmp_path):
         for line in p.read_bytes().splitlines()
     ]
     assert any(r["event"] == "egress.blocked" and r["host"] == "huggingface.co" for r in records)
+
+
+def test_local_generation_command_writes_the_image_and_audits_it(tiny, tmp_path):
+    _, audit, root = build_registry(tmp_path, tiny, with_preset_loras=False)
+    audit.close()
+    out = tmp_path / "check.png"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inference.engine",
+            "--registry",
+            str(root),
+            "--trust",
+            str(tmp_path / "keys"),
+            "--audit-root",
+            str(tmp_path / "audit"),
+            "--prompt",
+            "a lighthouse",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read_metadata(out.read_bytes())["seed"] == 5
+    [record] = [
+        json.loads(line)
+        for p in (tmp_path / "audit").glob("*/generations.jsonl")
+        for line in p.read_bytes().splitlines()
+    ]
+    assert record["key_id"] == "local-cli" and record["prompt"] == "a lighthouse"
+    assert record["model"]["name"] == "sd_xl_base_1.0" and record["parameters"]["steps"] == 30
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inference.engine",
+            "--registry",
+            str(root),
+            "--trust",
+            str(tmp_path / "keys"),
+            "--audit-root",
+            str(tmp_path / "audit"),
+            "--prompt",
+            "x",
+            "--aspect-ratio",
+            "3*4",
+            "--out",
+            str(tmp_path / "x.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 1 and "not one of Fooocus' SDXL ratios" in bad.stderr
