@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from airlock import keys
+from airlock.clitools import fail
 from airlock.errors import AirlockError
 
 app = typer.Typer(
@@ -15,7 +15,6 @@ app = typer.Typer(
     no_args_is_help=True,
     epilog="Example: airlock keys init --dir /etc/airlock/keys",
 )
-err = Console(stderr=True)
 DirOption = typer.Option(
     keys.keys_dir,
     "--dir",
@@ -31,8 +30,7 @@ def init(directory: Path = DirOption) -> None:
     try:
         signer = keys.init_keys(directory)
     except AirlockError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        fail(exc)
     typer.echo(
         f"created {signer.path} (0600) and {directory / keys.PUBLIC_NAME}; fingerprint {signer.fingerprint}"
     )
@@ -47,6 +45,5 @@ def show(
     try:
         verifier = keys.load_verifier(directory)
     except AirlockError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        fail(exc)
     typer.echo(keys.public_pem(verifier.public).decode() if public else verifier.fingerprint, nl=not public)

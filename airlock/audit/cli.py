@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from airlock.audit import integrity
 from airlock.audit.layout import audit_root
 from airlock.audit.records import CATEGORIES, AuditRecordError
 from airlock.audit.verify import verify as run_verify
 from airlock.audit.writer import AuditLog
+from airlock.clitools import console, fail
 from airlock.errors import AirlockError
 from airlock.keys import load_signer, load_verifier
 
@@ -23,8 +23,6 @@ app = typer.Typer(
     no_args_is_help=True,
     epilog="Example: airlock audit verify --trust /etc/airlock/keys/signing.pub",
 )
-console = Console()
-err = Console(stderr=True)
 
 RootOption = typer.Option(
     audit_root,
@@ -40,11 +38,6 @@ KeyOption = typer.Option(
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def fail(exc: Exception, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(code)
 
 
 def need_root(root: Path) -> None:

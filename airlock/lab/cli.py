@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from airlock.clitools import console, err, fail
 from airlock.lab import lab
 from airlock.lab.topology import default_topology
 
@@ -18,8 +18,6 @@ app = typer.Typer(
     no_args_is_help=True,
     epilog="Example: sudo airlock lab up && sudo airlock lab ssh enclave -- uptime",
 )
-console = Console()
-err = Console(stderr=True)
 
 RootOption = typer.Option(
     Path.cwd,
@@ -28,11 +26,6 @@ RootOption = typer.Option(
     show_default="current directory",
     help="The Airlock checkout (holds inventory/ and .cache/lab/).",
 )
-
-
-def fail(exc: Exception) -> None:
-    err.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(1)
 
 
 @app.command(epilog="Example: sudo airlock lab up")
@@ -98,8 +91,7 @@ def ssh(
     try:
         default_topology(1).host(host)
     except KeyError as exc:
-        err.print(f"[red]error:[/red] {exc.args[0]}")
-        raise typer.Exit(2) from exc
+        fail(exc.args[0], 2)
     if not paths.ssh_config.exists():
         fail(lab.LabError("the lab is not up: run `airlock lab up` first"))
     argv = lab.ssh_argv(paths, host, command or [])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import json
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -21,6 +20,7 @@ from rich.table import Table
 
 from airlock.audit import AuditLog
 from airlock.audit.layout import audit_root
+from airlock.clitools import console, err, fail
 from airlock.errors import AirlockError
 from airlock.keys import Verifier, load_signer, load_verifier
 from airlock.registry.importer import import_model
@@ -34,8 +34,6 @@ app = typer.Typer(
     no_args_is_help=True,
     epilog="Example: airlock models verify --root /srv/model_registry --trust /etc/airlock/keys/signing.pub",
 )
-console = Console()
-err = Console(stderr=True)
 
 
 class Kind(enum.StrEnum):
@@ -59,11 +57,6 @@ TrustOption = typer.Option(
     "or /etc/airlock/keys).",
 )
 JsonOption = typer.Option(False, "--json", help="Print the result as JSON.")
-
-
-def fail(exc: Exception, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def trusted(trust: Path | None) -> Verifier:
