@@ -287,7 +287,10 @@ class Engine:
 
     def generate_many(self, jobs: list[tuple[GenerationRequest, str | None]]) -> list[list[GeneratedImage]]:
         """Plan every job, then run each group of compatible plans as one pipeline call."""
-        plans = [self.plan(request, tenant) for request, tenant in jobs]
+        return self.run_plans([self.plan(request, tenant) for request, tenant in jobs])
+
+    def run_plans(self, plans: list[Plan]) -> list[list[GeneratedImage]]:
+        """Run plans made by `plan` (the queue plans at submit time, to refuse bad requests early)."""
         groups: dict[tuple, list[int]] = {}
         for index, plan in enumerate(plans):
             groups.setdefault(plan.batch_key, []).append(index)

@@ -8,6 +8,7 @@ import pytest  # noqa: E402
 
 from airlock.audit import AuditLog  # noqa: E402
 from airlock.keys import init_keys, load_verifier  # noqa: E402
+from airlock.registry import Registry, import_model  # noqa: E402
 
 
 class FakeClock:
@@ -78,3 +79,53 @@ def write_days(root, clock, signer):
             log.append("system_events", "day.rolled", component="test", outcome="success")
 
     return write
+
+
+# ---------------------------------------------------------------- the tiny model in a signed registry
+
+TENANT, OTHER = "tenant_defense_a", "tenant_health_b"
+PRESET_LORAS = {
+    "sdxl_lcm_lora": "lcm_lora",
+    "sdxl_lightning_4step_lora": "lightning_lora",
+    "sdxl_hyper_sd_4step_lora": "hypersd_lora",
+}
+
+
+def build_registry(base_dir, tiny, *, with_preset_loras=True):
+    keys = base_dir / "keys"
+    signer = init_keys(keys)
+    verifier = load_verifier(keys)
+    audit = AuditLog(base_dir / "audit")
+    root = base_dir / "registry"
+
+    def add(path, name, kind, tenant=None):
+        import_model(
+            root,
+            path,
+            name=name,
+            version="1.0",
+            kind=kind,
+            approved_by="security_team",
+            signer=signer,
+            verifier=verifier,
+            audit=audit,
+            tenant=tenant,
+            source="make-tiny",
+        )
+
+    add(tiny["base"], "sd_xl_base_1.0", "base")
+    add(tiny["refiner"], "sd_xl_refiner_1.0", "refiner")
+    add(tiny["single"], "tiny_single_file", "base")
+    add(tiny["style_lora"], "brand_lora_v3", "lora", tenant=TENANT)
+    if with_preset_loras:
+        for name, key in PRESET_LORAS.items():
+            add(tiny[key], name, "lora")
+    return Registry(root, verifier), audit, root
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The tiny random-weight SDXL, built once per test session."""
+    from airlock.registry.tiny import make_tiny
+
+    return make_tiny(tmp_path_factory.mktemp("tiny") / "out", seed=0)

@@ -10,59 +10,13 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import OTHER, TENANT, build_registry
 from PIL import Image
 
-from airlock.audit import AuditLog
-from airlock.keys import init_keys, load_verifier
-from airlock.registry import ModelIntegrityError, ModelRestrictedError, Registry, import_model
-from airlock.registry.tiny import make_tiny
+from airlock.registry import ModelIntegrityError, ModelRestrictedError
 from inference.engine.engine import Engine, EngineSettings, read_metadata
 from inference.engine.options import ASPECT_RATIOS, OptionError
 from inference.engine.request import GenerationRequest
-
-TENANT, OTHER = "tenant_defense_a", "tenant_health_b"
-PRESET_LORAS = {
-    "sdxl_lcm_lora": "lcm_lora",
-    "sdxl_lightning_4step_lora": "lightning_lora",
-    "sdxl_hyper_sd_4step_lora": "hypersd_lora",
-}
-
-
-def build_registry(base_dir, tiny, *, with_preset_loras=True):
-    keys = base_dir / "keys"
-    signer = init_keys(keys)
-    verifier = load_verifier(keys)
-    audit = AuditLog(base_dir / "audit")
-    root = base_dir / "registry"
-
-    def add(path, name, kind, tenant=None):
-        import_model(
-            root,
-            path,
-            name=name,
-            version="1.0",
-            kind=kind,
-            approved_by="security_team",
-            signer=signer,
-            verifier=verifier,
-            audit=audit,
-            tenant=tenant,
-            source="make-tiny",
-        )
-
-    add(tiny["base"], "sd_xl_base_1.0", "base")
-    add(tiny["refiner"], "sd_xl_refiner_1.0", "refiner")
-    add(tiny["single"], "tiny_single_file", "base")
-    add(tiny["style_lora"], "brand_lora_v3", "lora", tenant=TENANT)
-    if with_preset_loras:
-        for name, key in PRESET_LORAS.items():
-            add(tiny[key], name, "lora")
-    return Registry(root, verifier), audit, root
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny(tmp_path_factory.mktemp("tiny") / "out", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +183,8 @@ ENGINE_CHILD = textwrap.dedent("""
     import json, socket, sys
     from pathlib import Path
     sys.path.insert(0, sys.argv[2])
-    from test_engine import build_registry, request
+    from conftest import build_registry
+    from test_engine import request
     from airlock.registry.tiny import make_tiny
     from inference.engine.engine import Engine, EngineSettings
     from inference.engine.guard import EgressBlocked
