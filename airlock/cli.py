@@ -8,7 +8,9 @@ from __future__ import annotations
 import typer
 
 from airlock import __version__
+from airlock.apikeys_cli import app as apikeys_app
 from airlock.audit.cli import app as audit_app
+from airlock.ca_cli import app as ca_app
 from airlock.keys_cli import app as keys_app
 from airlock.lab.cli import app as lab_app
 from airlock.registry.cli import app as models_app
@@ -24,6 +26,8 @@ app.add_typer(lab_app, name="lab")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(models_app, name="models")
+app.add_typer(apikeys_app, name="apikeys")
+app.add_typer(ca_app, name="ca")
 
 
 @app.command(epilog="Example: airlock version")

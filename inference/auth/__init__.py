@@ -1,0 +1,15 @@
+"""Authentication for the HTTPS service: API keys checked against the local hashed store, tenant and
+permission checks, and rate limits (seed section 3.4). Keys are managed with `airlock apikeys`."""
+
+from inference.auth.authenticate import Authenticator, AuthError, Principal, extract_key
+from inference.auth.ratelimit import RateLimiter, TokenBuckets, parse_rate
+
+__all__ = [
+    "AuthError",
+    "Authenticator",
+    "Principal",
+    "RateLimiter",
+    "TokenBuckets",
+    "extract_key",
+    "parse_rate",
+]
