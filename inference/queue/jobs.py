@@ -16,6 +16,7 @@ import collections
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -58,6 +59,7 @@ class Job:
     finished_at: float | None = None
     images: list[GeneratedImage] = field(default_factory=list)
     error: str | None = None
+    unrecorded: bool = False  # the audit record of its result could not be written
     done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -74,8 +76,10 @@ class JobQueue:
         max_queued: int = 64,
         max_batch: int = 8,
         keep_finished: int = 1000,
+        on_done: Callable[[Job], None] | None = None,
     ):
         self.engine, self.audit = engine, audit
+        self.on_done = on_done  # records a finished job (the service's audit record); if it raises, no image
         self.max_queued, self.max_batch = max_queued, max_batch
         self._lock = threading.Condition()
         self._waiting: dict[str | None, collections.deque[Job]] = {}  # tenant -> its queued jobs
@@ -180,9 +184,17 @@ class JobQueue:
                     for job in batch:
                         self._finish(job, JobState.FAILED, error=f"generation failed: {exc}")
                 continue
-            with self._lock:
-                for job, images in zip(batch, results, strict=True):
-                    job.images = images
+            for job, images in zip(batch, results, strict=True):
+                job.images = images
+                try:
+                    if self.on_done is not None:
+                        self.on_done(job)
+                except Exception as exc:  # fail closed: an image nobody recorded is not handed out
+                    job.images, job.unrecorded = [], True
+                    with self._lock:
+                        self._finish(job, JobState.FAILED, error=f"not recorded, image withheld: {exc}")
+                    continue
+                with self._lock:
                     self._finish(job, JobState.DONE)
 
     def _finish(self, job: Job, state: JobState, error: str | None = None) -> None:

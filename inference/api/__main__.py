@@ -1,0 +1,5 @@
+import sys
+
+from inference.api.server import main
+
+sys.exit(main())

@@ -1,0 +1,324 @@
+"""The FastAPI application: Fooocus-API and AUTOMATIC1111 endpoints, auth, audit, limits.
+
+Every request is authenticated (X-API-KEY or Authorization: Bearer), rate limited, and recorded in
+`api_access` with its key id (never the key); when that record cannot be written the response is
+replaced by 503 (fail closed). Every image handed out has a `generations` record first. Errors are
+one-line JSON (`detail`, `code`): no tracebacks. No Swagger/ReDoc pages (they load scripts from CDNs).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from airlock import __version__
+from airlock.audit import AuditLog
+from airlock.errors import AirlockError
+from airlock.registry import Registry
+from inference.api.compat import A1111_SAMPLERS, A1111Request, FooocusRequest
+from inference.auth import Authenticator, AuthError, Principal, extract_key
+from inference.engine.engine import Engine
+from inference.engine.options import SAMPLERS, OptionError
+from inference.engine.request import GenerationRequest
+from inference.queue import Job, JobQueue, JobState, QueueClosed, QueueFull, UnknownJob
+from inference.settings import ServiceSettings
+
+STAGES = {
+    JobState.QUEUED: "WAITING",
+    JobState.RUNNING: "RUNNING",
+    JobState.DONE: "SUCCESS",
+    JobState.FAILED: "ERROR",
+    JobState.CANCELLED: "ERROR",
+}
+
+
+@dataclass
+class Service:
+    settings: ServiceSettings
+    engine: Engine
+    queue: JobQueue
+    authenticator: Authenticator
+    audit: AuditLog
+    registry: Registry
+
+
+def error(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers)
+
+
+def create_app(service: Service) -> FastAPI:
+    settings, audit = service.settings, service.audit
+    app = FastAPI(title="Airlock", version=__version__, docs_url=None, redoc_url=None)
+
+    @app.middleware("http")
+    async def record_access(request: Request, call_next: Callable) -> Response:
+        started = time.perf_counter()
+        request.state.key_id, request.state.tenant = None, None
+        length = request.headers.get("content-length")
+        if length and (not length.isdigit() or int(length) > settings.limits.max_body_bytes):
+            response = error(
+                413, "body_too_large", f"request body: at most {settings.limits.max_body_bytes} bytes"
+            )
+        else:
+            response = await call_next(request)
+        try:
+            await run_in_threadpool(
+                audit.append,
+                "api_access",
+                "api.request",
+                outcome="success" if response.status_code < 400 else "failure",
+                key_id=request.state.key_id,
+                tenant=request.state.tenant,
+                method=request.method,
+                path=request.url.path,
+                status=response.status_code,
+                client=request.client.host if request.client else None,
+                duration_ms=round((time.perf_counter() - started) * 1000),
+            )
+        except AirlockError:
+            return error(
+                503, "audit_unavailable", "the audit log cannot record this request, so it is refused"
+            )
+        return response
+
+    @app.exception_handler(AuthError)
+    async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
+        request.state.key_id = exc.key_id
+        return error(exc.status, exc.code, exc.message, exc.headers())
+
+    @app.exception_handler(QueueFull)
+    async def queue_full(_: Request, exc: QueueFull) -> JSONResponse:
+        return error(429, "QUEUE_IS_FULL", str(exc), {"Retry-After": "5"})
+
+    @app.exception_handler(QueueClosed)
+    async def queue_closed(_: Request, exc: QueueClosed) -> JSONResponse:
+        return error(503, "shutting_down", str(exc), {"Retry-After": "30"})
+
+    @app.exception_handler(UnknownJob)
+    async def unknown_job(_: Request, exc: UnknownJob) -> JSONResponse:
+        return error(404, "unknown_job", str(exc).strip("'\""))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return error(422, "invalid_request", f"{where}: {first.get('msg')}")
+
+    @app.exception_handler(AirlockError)
+    async def refused(_: Request, exc: AirlockError) -> JSONResponse:
+        return error(422, "refused", str(exc))
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, exc: Exception) -> JSONResponse:
+        return error(500, "internal_error", "internal error; the operator's log has the details")
+
+    def principal(operation: str) -> Callable:
+        def dependency(request: Request) -> Principal:
+            who = service.authenticator.authenticate(extract_key(request.headers), operation)
+            request.state.key_id, request.state.tenant = who.key_id, who.tenant
+            return who
+
+        return Depends(dependency)
+
+    may_generate = principal("generate")
+    may_read_jobs = principal("jobs:read")
+    may_read_models = principal("models:read")
+
+    def check_limits(req: GenerationRequest) -> GenerationRequest:
+        limits = settings.limits
+        if req.image_number > limits.max_image_number:
+            raise OptionError(f"image_number: at most {limits.max_image_number}")
+        if len(req.prompt) > limits.max_prompt_chars or len(req.negative_prompt) > limits.max_prompt_chars:
+            raise OptionError(f"prompt: at most {limits.max_prompt_chars} characters")
+        return req
+
+    def check_url(field: str, url: str | None) -> None:
+        """Input images and webhooks by URL would make the service fetch or post: SSRF and egress."""
+        if url and (urlparse(url).hostname or "") not in settings.internal_url_hosts:
+            allowed = ", ".join(settings.internal_url_hosts) or "none configured"
+            raise OptionError(f"{field}: only internal hosts are allowed ({allowed})")
+
+    async def run(req: GenerationRequest, who: Principal, wait: bool) -> Job:
+        job = await run_in_threadpool(service.queue.submit, check_limits(req), who.tenant, who.key_id)
+        if wait:
+            await run_in_threadpool(job.done.wait)
+            if job.unrecorded:
+                raise HTTPException(
+                    503, "the audit log cannot record this generation, so no image is returned"
+                )
+            if job.state != JobState.DONE:
+                raise HTTPException(500, f"generation failed: {job.error}")
+        return job
+
+    def fooocus_results(job: Job, request: Request, require_base64: bool) -> list[dict]:
+        return [
+            {
+                "base64": base64.b64encode(img.data).decode() if require_base64 else None,
+                "url": str(request.url_for("output", job_id=job.id, index=i)),
+                "seed": str(img.seed),
+                "finish_reason": "SUCCESS",
+            }
+            for i, img in enumerate(job.images)
+        ]
+
+    def fooocus_job(job: Job, request: Request, require_base64: bool = False) -> dict:
+        return {
+            "job_id": job.id,
+            "job_type": "Text to Image",
+            "job_stage": STAGES[job.state],
+            "job_progress": 100 if job.finished else 0,
+            "job_status": job.error,
+            "job_step_preview": None,
+            "job_result": fooocus_results(job, request, require_base64)
+            if job.state == JobState.DONE
+            else None,
+        }
+
+    # ------------------------------------------------------------------ Fooocus-API
+
+    @app.post("/v1/generation/text-to-image")
+    async def text_to_image(body: FooocusRequest, request: Request, who: Principal = may_generate):
+        check_url("webhook_url", body.webhook_url)
+        job = await run(body.to_engine(), who, wait=not body.async_process)
+        if body.async_process:
+            return fooocus_job(job, request)
+        return fooocus_results(job, request, body.require_base64)
+
+    @app.get("/v1/generation/query-job")
+    async def query_job(
+        job_id: str,
+        request: Request,
+        require_step_preview: bool = False,
+        who: Principal = may_read_jobs,
+    ):
+        return fooocus_job(service.queue.get(job_id, who.tenant), request, require_base64=True)
+
+    @app.get("/v1/generation/job-queue")
+    async def job_queue(who: Principal = may_read_jobs):
+        mine = service.queue.jobs(who.tenant)
+        return {
+            "running_size": sum(not j.finished for j in mine),
+            "finished_size": sum(j.finished for j in mine),
+            "last_job_id": mine[-1].id if mine else None,
+        }
+
+    @app.get("/v1/generation/job-history")
+    async def job_history(who: Principal = may_read_jobs):
+        mine = service.queue.jobs(who.tenant)
+        entry = lambda j: {"job_id": j.id, "is_finished": j.finished, "job_stage": STAGES[j.state]}  # noqa: E731
+        return {
+            "queue": [entry(j) for j in mine if not j.finished],
+            "history": [entry(j) for j in mine if j.finished],
+        }
+
+    @app.post("/v1/generation/stop")
+    async def stop(job_id: str, who: Principal = may_generate):
+        job = service.queue.cancel(job_id, who.tenant)
+        return {"job_id": job.id, "job_stage": STAGES[job.state]}
+
+    @app.get("/v1/engines/all-models")
+    async def all_models(who: Principal = may_read_models):
+        allowed = [e for e in service.registry.entries() if e.allowed_for(who.tenant)]
+        return {
+            "model_filenames": [e.name for e in allowed if e.kind in ("base", "refiner")],
+            "lora_filenames": [e.name for e in allowed if e.kind == "lora"],
+        }
+
+    @app.get("/v1/engines/styles")
+    async def styles(who: Principal = may_read_models):
+        return sorted(service.engine.styles)
+
+    @app.get("/ping", response_class=PlainTextResponse)
+    async def ping():
+        return "pong"
+
+    # ------------------------------------------------------------------ AUTOMATIC1111
+
+    @app.post("/sdapi/v1/txt2img")
+    async def txt2img(body: A1111Request, who: Principal = may_generate):
+        job = await run(body.to_engine(), who, wait=True)
+        meta = job.images[0].metadata if job.images else {}
+        return {
+            "images": [base64.b64encode(img.data).decode() for img in job.images],
+            "parameters": body.model_dump(),
+            "info": _json(meta | {"all_seeds": [i.seed for i in job.images]}),
+        }
+
+    @app.get("/sdapi/v1/sd-models")
+    async def sd_models(who: Principal = may_read_models):
+        return [
+            {
+                "title": e.ref,
+                "model_name": e.name,
+                "hash": e.checksum.removeprefix("sha256:")[:10],
+                "sha256": e.checksum.removeprefix("sha256:"),
+                "filename": e.path,
+                "config": None,
+            }
+            for e in service.registry.entries()
+            if e.kind == "base" and e.allowed_for(who.tenant)
+        ]
+
+    @app.get("/sdapi/v1/samplers")
+    async def samplers(who: Principal = may_read_models):
+        return [
+            {"name": name, "aliases": [fooocus], "options": {}}
+            for name, fooocus in A1111_SAMPLERS.items()
+            if fooocus in SAMPLERS
+        ]
+
+    @app.get("/sdapi/v1/progress")
+    async def progress(who: Principal = may_read_jobs):
+        mine = [j for j in service.queue.jobs(who.tenant) if not j.finished]
+        return {
+            "progress": 0.0,
+            "eta_relative": 0.0,
+            "state": {"job_count": len(mine)},
+            "current_image": None,
+        }
+
+    # ------------------------------------------------------------------ own
+
+    @app.get("/v1/outputs/{job_id}/{index}", name="output")
+    async def output(job_id: str, index: int, who: Principal = may_read_jobs):
+        job = service.queue.get(job_id, who.tenant)
+        if job.state != JobState.DONE or not 0 <= index < len(job.images):
+            raise UnknownJob(f"no output {index} for job {job_id}")
+        image = job.images[index]
+        return Response(image.data, media_type=f"image/{image.format}")
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz")
+    async def readyz():
+        problems = []
+        if not settings.paths.audit_root.is_dir():
+            problems.append("audit root missing")
+        if service.queue.queued() >= settings.limits.max_queued:
+            problems.append("queue full")
+        status = 200 if not problems else 503
+        return JSONResponse({"ready": not problems, "problems": problems}, status_code=status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return error(
+            exc.status_code, "generation_failed" if exc.status_code >= 500 else "refused", str(exc.detail)
+        )
+
+    return app
+
+
+def _json(value: dict) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,139 @@
+"""Run the service: `python -m inference.api [--config /etc/airlock/airlock.toml]`.
+
+Refuses to start with an insecure configuration (each problem names its setting and the fix),
+serves TLS 1.3 only (optionally mutual TLS), loads the default model in the lifespan (not at
+import), and on shutdown finishes the running batch and fails the waiting jobs with audit records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from airlock.audit import AuditLog
+from airlock.ca import server_context
+from airlock.errors import AirlockError
+from airlock.keys import load_verifier
+from airlock.registry import Registry
+from inference.api.app import Service, create_app
+from inference.auth import Authenticator, TokenBuckets
+from inference.engine.engine import Engine, EngineSettings
+from inference.queue import Job, JobQueue
+from inference.settings import ServiceSettings
+
+
+def build_service(settings: ServiceSettings) -> Service:
+    audit = AuditLog(settings.paths.audit_root)
+    registry = Registry(settings.paths.registry, load_verifier(settings.paths.trust_key))
+    cfg = settings.engine
+    engine = Engine(
+        registry,
+        audit,
+        EngineSettings(
+            default_base_model=cfg.default_base_model,
+            styles_dirs=tuple(cfg.styles_dirs),
+            device=cfg.device,
+            dtype=cfg.dtype,
+            single_file_config=cfg.single_file_config,
+            optimize=cfg.optimize,
+            min_side=settings.limits.min_side,
+            max_side=settings.limits.max_side,
+            egress_allowed_cidrs=tuple(cfg.egress_allowed_cidrs),
+            egress_allowed_domains=tuple(cfg.egress_allowed_domains),
+        ),
+    )
+
+    def record(job: Job) -> None:
+        """The generations record of a finished job; if it cannot be written, the images are withheld."""
+        meta = job.images[0].metadata
+        audit.append(
+            "generations",
+            "generation.completed",
+            outcome="success",
+            key_id=job.key_id,
+            tenant=job.tenant,
+            prompt=meta["prompt"],
+            negative_prompt=meta["negative_prompt"],
+            model=meta["base_model"],
+            output_ref=f"job:{job.id}",
+            duration_ms=round((job.finished_at or job.started_at or 0) * 0),
+            parameters={
+                k: meta[k]
+                for k in (
+                    "performance",
+                    "width",
+                    "height",
+                    "steps",
+                    "guidance_scale",
+                    "sampler",
+                    "scheduler",
+                    "styles",
+                    "loras",
+                    "refiner",
+                )
+            }
+            | {"seeds": [i.seed for i in job.images]},
+        )
+
+    queue = JobQueue(
+        engine,
+        audit,
+        max_queued=settings.limits.max_queued,
+        max_batch=settings.limits.max_batch,
+        on_done=record,
+    )
+    authenticator = Authenticator(
+        settings.paths.apikeys,
+        TokenBuckets(),
+        default_rate=settings.limits.default_rate,
+        tenant_rate=settings.limits.tenant_rate,
+    )
+    return Service(settings, engine, queue, authenticator, audit, registry)
+
+
+def make_server(service: Service) -> uvicorn.Server:
+    server = service.settings.server
+    config = uvicorn.Config(
+        create_app(service),
+        host=server.host,
+        port=server.port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        ssl_certfile=str(server.tls_cert),
+        ssl_keyfile=str(server.tls_key),
+    )
+    config.load()
+    config.ssl = server_context(server.tls_cert, server.tls_key, client_ca=server.client_ca)  # TLS 1.3 only
+    return uvicorn.Server(config)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m inference.api", description=__doc__)
+    parser.add_argument("--config", type=Path, help="service config (default /etc/airlock/airlock.toml)")
+    args = parser.parse_args()
+    if args.config:
+        os.environ["AIRLOCK_CONFIG"] = str(args.config)
+    try:
+        settings = ServiceSettings()
+        problems = settings.insecure_problems()
+        if problems:
+            print("refusing to start with an insecure configuration:", *problems, sep="\n  ", file=sys.stderr)
+            return 2
+        service = build_service(settings)
+    except (AirlockError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        make_server(service).run()
+    finally:
+        service.queue.shutdown()
+        with contextlib.suppress(AirlockError):
+            service.audit.close()
+    return 0
