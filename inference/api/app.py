@@ -9,6 +9,10 @@ one-line JSON (`detail`, `code`): no tracebacks. No Swagger/ReDoc pages (they lo
 from __future__ import annotations
 
 import base64
+import collections
+import contextlib
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,7 +60,17 @@ def error(status: int, code: str, detail: str, headers: dict | None = None) -> J
 
 def create_app(service: Service) -> FastAPI:
     settings, audit = service.settings, service.audit
-    app = FastAPI(title="Airlock", version=__version__, docs_url=None, redoc_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        try:  # the model loads here, not at import; a failure leaves /readyz saying why
+            await run_in_threadpool(service.engine.warm)
+        except (AirlockError, OSError) as exc:
+            print(f"default model not loaded: {exc}", file=sys.stderr)
+        yield
+
+    app = FastAPI(title="Airlock", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
+    responses: collections.Counter[int] = collections.Counter()  # status -> count, for /metrics
 
     @app.middleware("http")
     async def record_access(request: Request, call_next: Callable) -> Response:
@@ -84,9 +98,10 @@ def create_app(service: Service) -> FastAPI:
                 duration_ms=round((time.perf_counter() - started) * 1000),
             )
         except AirlockError:
-            return error(
+            response = error(
                 503, "audit_unavailable", "the audit log cannot record this request, so it is refused"
             )
+        responses[response.status_code] += 1
         return response
 
     @app.exception_handler(AuthError)
@@ -301,13 +316,32 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz():
+        """Ready when the audit log is writable, the default model is loaded and the queue has room."""
         problems = []
-        if not settings.paths.audit_root.is_dir():
-            problems.append("audit root missing")
+        if not settings.paths.audit_root.is_dir() or not os.access(settings.paths.audit_root, os.W_OK):
+            problems.append("audit root not writable")
+        if not service.engine.loaded_models():
+            problems.append("no model loaded yet")
         if service.queue.queued() >= settings.limits.max_queued:
             problems.append("queue full")
-        status = 200 if not problems else 503
-        return JSONResponse({"ready": not problems, "problems": problems}, status_code=status)
+        return JSONResponse(
+            {"ready": not problems, "problems": problems}, status_code=503 if problems else 200
+        )
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics():
+        """Prometheus text format, pulled by the internal scraper (nothing is pushed anywhere)."""
+        lines = ["# TYPE airlock_http_responses_total counter"]
+        lines += [
+            f'airlock_http_responses_total{{status="{code}"}} {n}' for code, n in sorted(responses.items())
+        ]
+        lines += [
+            "# TYPE airlock_jobs_queued gauge",
+            f"airlock_jobs_queued {service.queue.queued()}",
+            "# TYPE airlock_models_loaded gauge",
+            f"airlock_models_loaded {service.engine.loaded_models()}",
+        ]
+        return "\n".join(lines) + "\n"
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:

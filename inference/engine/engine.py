@@ -155,6 +155,14 @@ class Engine:
                 "system_events", "egress.blocked", outcome="failure", component="engine", **detail
             )
 
+    def loaded_models(self) -> int:
+        return len(self._pipelines)
+
+    def warm(self) -> None:
+        """Load (and verify) the default base model now, so the first request does not pay for it."""
+        with self._lock:
+            self._pipeline(self.registry.get(self.settings.default_base_model, kind="base"))
+
     # ------------------------------------------------------------------ planning
 
     def plan(self, request: GenerationRequest, tenant: str | None) -> Plan:

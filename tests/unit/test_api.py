@@ -87,7 +87,7 @@ def api(tiny, tmp_path_factory):
             outputs=work / "outputs",
         ),
         engine=EngineConfig(device="cpu", dtype="float32", optimize=False),
-        limits=LimitSettings(min_side=64, max_image_number=4),
+        limits=LimitSettings(min_side=64, max_image_number=4, max_queued=2, default_rate="6000/min"),
     )
     service = build_service(settings)
     server = make_server(service)
@@ -264,3 +264,35 @@ def test_health_and_no_tracebacks(api):
         "/v1/generation/text-to-image", content=b"{not json", headers=auth(api, "main")
     )
     assert response.status_code == 422 and "Traceback" not in response.text
+
+
+def test_a_full_queue_answers_429_queue_is_full(api):
+    engine = api["service"].engine
+    release, original = threading.Event(), engine.run_plans
+    engine.run_plans = lambda plans: release.wait(60) and original(plans)
+    body = {**FOOOCUS, "async_process": True}
+    try:
+        codes = [
+            api["client"]
+            .post("/v1/generation/text-to-image", json={**body, "image_seed": s}, headers=auth(api, "main"))
+            .status_code
+            for s in range(5)
+        ]
+        full = api["client"].post("/v1/generation/text-to-image", json=body, headers=auth(api, "main"))
+    finally:
+        release.set()
+        engine.run_plans = original
+    assert codes.count(200) in (2, 3) and 429 in codes  # one may already be running, two wait
+    assert full.status_code == 429 and full.json()["code"] == "QUEUE_IS_FULL" and full.headers["Retry-After"]
+
+
+def test_readiness_and_metrics(api):
+    for _ in range(300):  # jobs left by other tests may still be draining
+        ready = api["client"].get("/readyz")
+        if ready.status_code == 200:
+            break
+        assert ready.json()["problems"] == ["queue full"]
+        time.sleep(0.2)
+    assert ready.status_code == 200 and ready.json() == {"ready": True, "problems": []}
+    metrics = api["client"].get("/metrics").text
+    assert 'airlock_http_responses_total{status="200"}' in metrics and "airlock_models_loaded 1" in metrics
