@@ -56,6 +56,7 @@ demo: venv ## The main job on the embedded default (root): lab up, checks, lab d
 bench: venv ## Benchmarks, printed as ratios measured in one run (root for the lab cycle)
 	$(PY) bench/audit.py
 	$(PY) bench/engine.py
+	$(PY) bench/service.py
 	$(PY) bench/lab_cycle.py
 
 lab-up: venv ## Bring the local lab up (root)

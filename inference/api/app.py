@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel
 
 from airlock import __version__
 from airlock.audit import AuditLog
@@ -34,6 +35,16 @@ from inference.engine.options import SAMPLERS, OptionError
 from inference.engine.request import GenerationRequest
 from inference.queue import Job, JobQueue, JobState, QueueClosed, QueueFull, UnknownJob
 from inference.settings import ServiceSettings
+
+
+class ErrorBody(BaseModel):
+    """Every refusal and failure: one line saying what and what to do, and a stable code."""
+
+    detail: str
+    code: str
+
+
+ERRORS = {status: {"model": ErrorBody} for status in (401, 403, 404, 413, 422, 429, 500, 503)}
 
 STAGES = {
     JobState.QUEUED: "WAITING",
@@ -69,7 +80,14 @@ def create_app(service: Service) -> FastAPI:
             print(f"default model not loaded: {exc}", file=sys.stderr)
         yield
 
-    app = FastAPI(title="Airlock", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="Airlock",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        responses=ERRORS,
+    )
     responses: collections.Counter[int] = collections.Counter()  # status -> count, for /metrics
 
     @app.middleware("http")

@@ -37,9 +37,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def api(tiny, tmp_path_factory):
-    work = tmp_path_factory.mktemp("api")
+def make_service(tiny, work, **limits):
+    """A service on the tiny model with a CA, a key store and keys for two tenants."""
     _, setup_audit, root = build_registry(work, tiny)
     setup_audit.close()
     ca = init_ca(work / "tls")
@@ -87,9 +86,17 @@ def api(tiny, tmp_path_factory):
             outputs=work / "outputs",
         ),
         engine=EngineConfig(device="cpu", dtype="float32", optimize=False),
-        limits=LimitSettings(min_side=64, max_image_number=4, max_queued=2, default_rate="6000/min"),
+        limits=LimitSettings(
+            **{"min_side": 64, "max_image_number": 4, "max_queued": 2, "default_rate": "6000/min", **limits}
+        ),
     )
-    service = build_service(settings)
+    return build_service(settings), settings, keys, ca
+
+
+@pytest.fixture(scope="module")
+def api(tiny, tmp_path_factory):
+    work = tmp_path_factory.mktemp("api")
+    service, settings, keys, ca = make_service(tiny, work)
     server = make_server(service)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
