@@ -8,6 +8,8 @@ Run with `make bench`.
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import sys
 import tempfile
 import threading
@@ -28,6 +30,7 @@ from inference.api.server import make_server  # noqa: E402
 from inference.engine.request import GenerationRequest  # noqa: E402
 
 CLIENTS, PER_CLIENT = 4, 6
+REJECT_CONNECTIONS = 16
 BODY = {
     "prompt": "a lighthouse",
     "performance_selection": "Lightning",
@@ -57,13 +60,53 @@ def p(latencies: list[float], q: float) -> float:
     return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
 
 
+def reject_worker(port: int, ca_cert: Path, seconds: float, counts) -> None:
+    """The client process: keep-alive TLS connections sending a wrong key until time is up. Plain
+    asyncio streams, because a full HTTP client spends more CPU per request than the server does."""
+    request = b"GET /v1/engines/styles HTTP/1.1\r\nHost: localhost\r\nX-API-KEY: alk_wrong\r\n\r\n"
+
+    async def connection(deadline: float) -> int:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_context(ca_cert), server_hostname="localhost"
+        )
+        count = 0
+        while time.perf_counter() < deadline:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 401 "), head
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            count += 1
+        writer.close()
+        return count
+
+    async def run() -> int:
+        deadline = time.perf_counter() + seconds
+        return sum(await asyncio.gather(*(connection(deadline) for _ in range(REJECT_CONNECTIONS))))
+
+    counts.put(asyncio.run(run()))
+
+
+def measure_rejections(port: int, ca_cert: Path, seconds: float = 4.0) -> float:
+    """The client runs in its own process, so it does not share the server's interpreter lock."""
+    context = multiprocessing.get_context("spawn")
+    counts = context.Queue()
+    worker = context.Process(target=reject_worker, args=(port, ca_cert, seconds, counts))
+    start = time.perf_counter()
+    worker.start()
+    total = counts.get()
+    worker.join()
+    return total / (time.perf_counter() - start)
+
+
 def main() -> None:
     (ROOT / ".cache").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=ROOT / ".cache") as tmp:
         work = Path(tmp)
         service, settings, keys, ca = make_service(make_tiny(work / "tiny"), work / "svc", max_queued=64)
         server = make_server(service)
-        threading.Thread(target=server.run, daemon=True).start()
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
         while not server.started:
             time.sleep(0.05)
         url = f"https://localhost:{settings.server.port}"
@@ -98,16 +141,13 @@ def main() -> None:
             f"{p(direct_lat, 0.5):.0f} ms, p99 {p(stack_lat, 0.99):.0f} vs {p(direct_lat, 0.99):.0f} ms)"
         )
 
-        rejected = httpx.Client(base_url=url, verify=client_context(ca.cert_path))
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < 3:
-            assert rejected.get("/v1/engines/styles", headers={"X-API-KEY": "alk_wrong"}).status_code == 401
-            count += 1
+        rejected_rate = measure_rejections(settings.server.port, ca.cert_path)
         print(
-            f"auth-rejected requests/s (one client, keep-alive, each audited): "
-            f"{count / (time.perf_counter() - start):,.0f} (goal >= 1,000/s)"
+            f"auth-rejected requests/s ({REJECT_CONNECTIONS} keep-alive TLS connections, each request "
+            f"audited): {rejected_rate:,.0f} (goal >= 1,000/s)"
         )
         server.should_exit = True
+        thread.join(60)
         service.queue.shutdown()
         service.audit.close()
 

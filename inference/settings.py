@@ -11,6 +11,7 @@ import ipaddress
 import os
 import stat
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -62,6 +63,24 @@ class LimitSettings(BaseModel):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     default_rate: str = "60/min"
     tenant_rate: str | None = None
+    # Unset: buckets in this process. Set: shared by every host using the same Redis (rediss:// for TLS).
+    redis_url: str | None = None
+    redis_ca: Path | None = None  # the CA that signed Redis' certificate (rediss:// only)
+
+    def redis_problems(self) -> list[str]:
+        if self.redis_url is None:
+            return []
+        url = urlsplit(self.redis_url)
+        if url.scheme not in ("redis", "rediss") or not url.hostname:
+            return ["limits.redis_url: expected redis://HOST:PORT/DB or rediss://HOST:PORT/DB"]
+        if url.scheme == "redis" and not _is_loopback(url.hostname):
+            return [
+                f"limits.redis_url: plaintext Redis at {url.hostname} sends key ids across the network; "
+                "use rediss:// and set limits.redis_ca"
+            ]
+        if url.scheme == "rediss" and (self.redis_ca is None or not self.redis_ca.exists()):
+            return ["limits.redis_ca: rediss:// needs the CA file that signed Redis' certificate"]
+        return []
 
 
 class ServiceSettings(BaseSettings):
@@ -129,7 +148,15 @@ class ServiceSettings(BaseSettings):
                     f"paths.registry: {path} is writable by the service user; models must be "
                     "read-only to the service (owned by root, 0755/0644)"
                 )
+        problems += self.limits.redis_problems()
         return problems
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _is_wildcard(host: str) -> bool:

@@ -8,6 +8,7 @@ one-line JSON (`detail`, `code`): no tracebacks. No Swagger/ReDoc pages (they lo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import contextlib
@@ -78,7 +79,24 @@ def create_app(service: Service) -> FastAPI:
             await run_in_threadpool(service.engine.warm)
         except (AirlockError, OSError) as exc:
             print(f"default model not loaded: {exc}", file=sys.stderr)
+        # An audit log that cannot record the start stops it (uvicorn exits): fail closed from the start.
+        await run_in_threadpool(
+            audit.append,
+            "system_events",
+            "service.started",
+            outcome="success",
+            component="service",
+            version=__version__,
+            mutual_tls=settings.server.client_ca is not None,
+            rate_limits="redis" if settings.limits.redis_url else "in-process",
+            models_loaded=service.engine.loaded_models(),
+        )
         yield
+        # Requests have drained; finish the running batch, fail (and audit) what still waits.
+        await run_in_threadpool(service.queue.shutdown)
+        await run_in_threadpool(
+            audit.append, "system_events", "service.stopped", outcome="success", component="service"
+        )
 
     app = FastAPI(
         title="Airlock",
@@ -102,18 +120,21 @@ def create_app(service: Service) -> FastAPI:
         else:
             response = await call_next(request)
         try:
-            await run_in_threadpool(
-                audit.append,
-                "api_access",
-                "api.request",
-                outcome="success" if response.status_code < 400 else "failure",
-                key_id=request.state.key_id,
-                tenant=request.state.tenant,
-                method=request.method,
-                path=request.url.path,
-                status=response.status_code,
-                client=request.client.host if request.client else None,
-                duration_ms=round((time.perf_counter() - started) * 1000),
+            # The record is queued for the writer's next group commit; awaiting its future holds no
+            # thread, so many requests share one fsync.
+            await asyncio.wrap_future(
+                audit.submit(
+                    "api_access",
+                    "api.request",
+                    outcome="success" if response.status_code < 400 else "failure",
+                    key_id=request.state.key_id,
+                    tenant=request.state.tenant,
+                    method=request.method,
+                    path=request.url.path,
+                    status=response.status_code,
+                    client=request.client.host if request.client else None,
+                    duration_ms=round((time.perf_counter() - started) * 1000),
+                )
             )
         except AirlockError:
             response = error(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from airlock.errors import AirlockError
 from airlock.keys import load_verifier
 from airlock.registry import Registry
 from inference.api.app import Service, create_app
-from inference.auth import Authenticator, TokenBuckets
+from inference.auth import Authenticator, RedisBuckets, TokenBuckets
 from inference.engine.engine import Engine, EngineSettings
 from inference.queue import Job, JobQueue
 from inference.settings import ServiceSettings
@@ -61,7 +62,7 @@ def build_service(settings: ServiceSettings) -> Service:
             negative_prompt=meta["negative_prompt"],
             model=meta["base_model"],
             output_ref=f"job:{job.id}",
-            duration_ms=round((job.finished_at or job.started_at or 0) * 0),
+            duration_ms=job.duration_ms(),
             parameters={
                 k: meta[k]
                 for k in (
@@ -87,9 +88,15 @@ def build_service(settings: ServiceSettings) -> Service:
         max_batch=settings.limits.max_batch,
         on_done=record,
     )
+    limits = settings.limits
+    limiter = (
+        RedisBuckets.from_url(limits.redis_url, ca_cert=limits.redis_ca)
+        if limits.redis_url
+        else TokenBuckets()
+    )
     authenticator = Authenticator(
         settings.paths.apikeys,
-        TokenBuckets(),
+        limiter,
         default_rate=settings.limits.default_rate,
         tenant_rate=settings.limits.tenant_rate,
     )
@@ -130,6 +137,10 @@ def main() -> int:
     except (AirlockError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler that
+    # was there before it; a no-op one lets the cleanup below run and the exit status say "clean".
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         make_server(service).run()
     finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from airlock.apikeys import PERMISSIONS, ApiKeyError, KeyRecord, KeyStore, hash_key, load_store
 from airlock.errors import AirlockError
-from inference.auth.ratelimit import RateLimiter, parse_rate
+from inference.auth.ratelimit import RateLimiter, RateLimitUnavailable, parse_rate
 
 log = logging.getLogger(__name__)
 NO_MATCH = "0" * 64  # compared against when no record matched, so every path does the same work
@@ -136,6 +136,15 @@ class Authenticator:
             503, "key_store_unavailable", "API keys cannot be checked right now; try again later"
         )
 
+    def _take(self, bucket: str, rate: float, burst: int) -> float:
+        try:
+            return self.limiter.take(bucket, rate, burst)
+        except RateLimitUnavailable as exc:  # fail closed: no limit check, no request
+            log.error("%s", exc)
+            raise AuthError(
+                503, "rate_limit_unavailable", "rate limits cannot be checked right now; try again later"
+            ) from exc
+
     def authenticate(self, api_key: str | None, operation: str, tenant: str | None = None) -> Principal:
         if operation not in PERMISSIONS:
             raise ValueError(f"unknown operation {operation!r}; use one of {', '.join(PERMISSIONS)}")
@@ -179,7 +188,7 @@ class Authenticator:
                 key_id=key_id,
             )
         rate, burst = parse_rate(record.rate) if record.rate else self.default_rate
-        wait = self.limiter.take(f"key:{key_id}", rate, burst)
+        wait = self._take(f"key:{key_id}", rate, burst)
         if wait > 0:
             raise AuthError(
                 429,
@@ -189,7 +198,7 @@ class Authenticator:
                 key_id=key_id,
             )
         if self.tenant_rate is not None:
-            wait = self.limiter.take(f"tenant:{record.tenant}", *self.tenant_rate)
+            wait = self._take(f"tenant:{record.tenant}", *self.tenant_rate)
             if wait > 0:
                 raise AuthError(
                     429,

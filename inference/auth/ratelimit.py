@@ -1,22 +1,31 @@
 """Local rate limiting (seed 3.4: "Redis or in-memory"): token buckets, one per key id and one per tenant.
 
 A bucket holds up to `burst` tokens and refills at `rate_per_s`; a request takes one token or is told
-how long until one is there (the `Retry-After` of a 429). In-memory buckets are per process: run one
-worker per host, or add a shared backend that satisfies `RateLimiter`.
+how long until one is there (the `Retry-After` of a 429). `TokenBuckets` are per process (one worker
+per host); `RedisBuckets` share the buckets between every service host behind a load balancer.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from airlock.apikeys import parse_rate
+import redis
 
-__all__ = ["RateLimiter", "TokenBuckets", "parse_rate"]
+from airlock.apikeys import parse_rate
+from airlock.errors import AirlockError
+
+__all__ = ["RateLimitUnavailable", "RateLimiter", "RedisBuckets", "TokenBuckets", "parse_rate"]
+
+
+class RateLimitUnavailable(AirlockError):
+    """The shared rate-limit store cannot be reached: requests are refused, never let through."""
 
 
 class RateLimiter(Protocol):
@@ -82,3 +91,51 @@ class TokenBuckets:
                 del self._buckets[key]
             else:
                 break
+
+
+# The same bucket arithmetic as `TokenBuckets`, run atomically inside Redis. The clock is Redis' own
+# TIME, so hosts with skewed clocks still share one notion of "now"; an idle bucket expires once it
+# would be full again (a full bucket and no bucket are the same thing).
+_TAKE = """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens, stamp = tonumber(state[1]), tonumber(state[2])
+if tokens == nil or stamp == nil then tokens, stamp = burst, now end
+tokens = math.min(burst, tokens + math.max(0, now - stamp) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
+
+class RedisBuckets:
+    """Token buckets in Redis, shared by every service host that points at the same server."""
+
+    PREFIX = "airlock:ratelimit:"
+
+    def __init__(self, client: redis.Redis):
+        self.client = client
+        self._take = client.register_script(_TAKE)
+
+    @classmethod
+    def from_url(cls, url: str, *, ca_cert: Path | None = None, timeout_s: float = 2.0) -> RedisBuckets:
+        """`redis://host:port/db` or `rediss://` (TLS, verified against ca_cert); password in the URL."""
+        options: dict = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+        if url.startswith("rediss://"):
+            options |= {
+                "ssl_ca_certs": str(ca_cert) if ca_cert else None,
+                "ssl_min_version": ssl.TLSVersion.TLSv1_3,
+            }
+        return cls(redis.Redis.from_url(url, **options))
+
+    def take(self, key: str, rate_per_s: float, burst: int) -> float:
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError(f"rate_per_s must be > 0 and burst >= 1, got {rate_per_s} and {burst}")
+        try:
+            return float(self._take(keys=[self.PREFIX + key], args=[repr(rate_per_s), burst]))
+        except redis.RedisError as exc:
+            raise RateLimitUnavailable(f"the Redis rate-limit store cannot be used: {exc}") from exc

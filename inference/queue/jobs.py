@@ -66,6 +66,10 @@ class Job:
     def finished(self) -> bool:
         return self.state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 
+    def duration_ms(self) -> int:
+        """Time from submission to now (or to the finish): what the client waited."""
+        return round(((self.finished_at or time.time()) - self.created_at) * 1000)
+
 
 class JobQueue:
     def __init__(
@@ -209,7 +213,7 @@ class JobQueue:
                 model=_model(job.plan),
                 parameters={"job": job.id},
                 output_ref=None,
-                duration_ms=0,
+                duration_ms=job.duration_ms(),
                 reason=error,
             )
         job.done.set()

@@ -152,6 +152,13 @@ def test_a_fooocus_api_client_gets_images(api):
     fetched = api["client"].get(results[0]["url"], headers=auth(api, "main"))
     assert fetched.status_code == 200 and fetched.content == image
     assert api["client"].get(results[0]["url"], headers=auth(api, "other")).status_code == 404
+    record = [
+        json.loads(line)
+        for p in (api["work"] / "audit").glob("*/generations.jsonl")
+        for line in p.read_bytes().splitlines()
+        if json.loads(line)["event"] == "generation.completed"
+    ][-1]
+    assert record["parameters"]["seeds"] == [7, 8] and record["duration_ms"] > 0
 
 
 def test_an_a1111_client_gets_images(api):
