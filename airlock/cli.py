@@ -18,6 +18,7 @@ from airlock.audit.cli import app as audit_app
 from airlock.ca_cli import app as ca_app
 from airlock.keys_cli import app as keys_app
 from airlock.lab.cli import app as lab_app
+from airlock.policy.cli import app as policy_app
 from airlock.registry.cli import app as models_app
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(models_app, name="models")
 app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(ca_app, name="ca")
+app.add_typer(policy_app, name="policy")
 
 
 @app.command(epilog="Example: airlock version")
