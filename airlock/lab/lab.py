@@ -25,6 +25,7 @@ from airlock.lab import LabError, rootfs
 from airlock.lab.topology import (
     INTERNAL,
     INTERNET_STANDIN_IP,
+    INTERNET_STANDIN_IP6,
     MACHINE_PREFIX,
     MGMT,
     NETWORKS,
@@ -233,6 +234,7 @@ def create_network(state: dict, topology: Topology) -> None:
     for net in NETWORKS:
         run(["ip", "-n", net.name, "link", "add", net.bridge, "type", "bridge"])
         run(["ip", "-n", net.name, "addr", "add", f"{net.service_ip}/{net.prefixlen}", "dev", net.bridge])
+        run(["ip", "-n", net.name, "addr", "add", f"{net.service_ip6}/64", "dev", net.bridge, "nodad"])
         run(["ip", "-n", net.name, "link", "set", net.bridge, "up"])
         for host in topology.hosts:
             peer = host.veth_peer(net)
@@ -266,10 +268,13 @@ def create_network(state: dict, topology: Topology) -> None:
                     net.host_iface,
                 ]
             )
+            run(["ip", "-n", host.name, "addr", "add", f"{host.ip6(net)}/64", "dev", net.host_iface, "nodad"])
             run(["ip", "-n", host.name, "link", "set", net.host_iface, "up"])
     for host in topology.hosts:
         run(["ip", "-n", host.name, "route", "add", "default", "via", host.default_gateway])
+        run(["ip", "-n", host.name, "-6", "route", "add", "default", "via", host.default_gateway6])
     run(["ip", "-n", OUTSIDE.name, "addr", "add", f"{INTERNET_STANDIN_IP}/32", "dev", "lo"])
+    run(["ip", "-n", OUTSIDE.name, "addr", "add", f"{INTERNET_STANDIN_IP6}/128", "dev", "lo", "nodad"])
 
 
 def start_services(state: dict, paths: LabPaths, topology: Topology) -> None:

@@ -29,6 +29,8 @@ PACKAGES = (
     "nftables",
     "iproute2",
     "curl",
+    "iputils-ping",  # ICMP egress checks
+    "systemd-timesyncd",  # what a standard Debian install syncs time with (pointed at the internal NTP)
     "sudo",
     "ca-certificates",
 )

@@ -1,7 +1,7 @@
 """Network services that stand in for the enclave's internal servers and for the internet.
 
 Run inside a lab namespace by `airlock lab up` (`python -m airlock.lab.services ...`):
-- HTTP on TCP 80 answering `airlock-lab <name>` (so a test knows which side it reached),
+- HTTP on TCP 80 (IPv4 and IPv6) answering `airlock-lab <name>` (so a test knows which side it reached),
 - DNS on UDP 53 answering A records from a zone (or one address for every name, like a public resolver),
 - NTP (SNTP v4 server mode) on UDP 123, so time sync can be pointed at an internal server.
 Only the standard library: this runs before and beside anything the playbooks install.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import socketserver
 import struct
 import threading
@@ -82,6 +83,16 @@ class UDPResponder(socketserver.BaseRequestHandler):
             print(f"udp {self.client_address[0]} malformed packet ignored", flush=True)
 
 
+class DualStackHTTPServer(ThreadingHTTPServer):
+    """Listens on :: with IPv4-mapped addresses too, so one server answers both address families."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
 def udp_server(port: int, respond, host: str = "0.0.0.0") -> socketserver.ThreadingUDPServer:  # noqa: S104
     """A UDP server answering each datagram with respond(packet); all addresses of a lab namespace."""
     handler = type("Handler", (UDPResponder,), {"respond": staticmethod(respond)})
@@ -98,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     zone = json.loads(args.zone)
     servers = [
-        ThreadingHTTPServer(("0.0.0.0", 80), http_handler(args.name)),  # noqa: S104 - inside a lab namespace
+        DualStackHTTPServer(("::", 80), http_handler(args.name)),  # inside a lab namespace
         udp_server(53, lambda packet: dns_answer(packet, zone, args.wildcard)),
         udp_server(123, ntp_answer),
     ]

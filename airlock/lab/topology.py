@@ -6,7 +6,8 @@ without touching the code that creates things.
 Each network is an Ethernet segment: a bridge inside the namespace of the same name, which also
 holds the segment's service address (.1). Every lab host (a systemd-nspawn machine in its own
 namespace) has one veth leg on each segment at .10 + its index. The hosts' default route points at
-`outside`, so only a firewall on the host stands between it and "the internet".
+`outside`, so only a firewall on the host stands between it and "the internet". Every segment is
+dual-stack (a ULA /64 beside the IPv4 /24, same host numbering), so IPv6 egress is tested too.
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ from dataclasses import dataclass, field
 MGMT_CIDR = "10.231.0.0/24"
 INTERNAL_CIDR = "10.231.1.0/24"
 OUTSIDE_CIDR = "10.231.2.0/24"
+MGMT_CIDR6 = "fd00:a1:0::/64"
+INTERNAL_CIDR6 = "fd00:a1:1::/64"
+OUTSIDE_CIDR6 = "fd00:a1:2::/64"
 # An address beyond the hosts' connected networks, reached only through the default route: the
 # lab's stand-in for a server on the internet (TEST-NET-3, never routed anywhere real).
 INTERNET_STANDIN_IP = "203.0.113.80"
+INTERNET_STANDIN_IP6 = "2001:db8::80"  # the IPv6 documentation prefix: never routed anywhere real
 LAB_DOMAIN = "lab.airlock.test"
 MACHINE_PREFIX = "airlock-lab-"
 
@@ -29,6 +34,7 @@ MACHINE_PREFIX = "airlock-lab-"
 class Network:
     name: str  # also the namespace holding the bridge and the service address
     cidr: str
+    cidr6: str
     host_iface: str  # interface name inside every lab host
     purpose: str
 
@@ -45,16 +51,31 @@ class Network:
         return self.net.prefixlen
 
     @property
+    def net6(self) -> ipaddress.IPv6Network:
+        return ipaddress.IPv6Network(self.cidr6)
+
+    @property
+    def service_ip6(self) -> str:
+        return str(self.net6.network_address + 1)
+
+    @property
     def bridge(self) -> str:
         return f"br-{self.name}"[:15]
 
     def host_ip(self, index: int) -> str:
         return str(self.net.network_address + 10 + index)
 
+    def host_ip6(self, index: int) -> str:
+        return str(self.net6.network_address + 0x10 + index)
 
-MGMT = Network("mgmt", MGMT_CIDR, "mgmt0", "controller: Ansible, tests and SSH to the hosts")
-INTERNAL = Network("internal", INTERNAL_CIDR, "int0", "permitted internal services and host-to-host")
-OUTSIDE = Network("outside", OUTSIDE_CIDR, "ext0", "stands for the internet: egress must never reach it")
+
+MGMT = Network("mgmt", MGMT_CIDR, MGMT_CIDR6, "mgmt0", "controller: Ansible, tests and SSH to the hosts")
+INTERNAL = Network(
+    "internal", INTERNAL_CIDR, INTERNAL_CIDR6, "int0", "permitted internal services and host-to-host"
+)
+OUTSIDE = Network(
+    "outside", OUTSIDE_CIDR, OUTSIDE_CIDR6, "ext0", "stands for the internet: egress must never reach it"
+)
 NETWORKS = (MGMT, INTERNAL, OUTSIDE)
 
 
@@ -71,6 +92,9 @@ class Host:
     def ip(self, network: Network) -> str:
         return network.host_ip(self.index)
 
+    def ip6(self, network: Network) -> str:
+        return network.host_ip6(self.index)
+
     def veth_peer(self, network: Network) -> str:
         """Name of this host's veth end that sits on the bridge (kernel limit: 15 chars)."""
         return f"{self.name[:10]}-{network.name[0]}"
@@ -78,6 +102,10 @@ class Host:
     @property
     def default_gateway(self) -> str:
         return OUTSIDE.service_ip
+
+    @property
+    def default_gateway6(self) -> str:
+        return OUTSIDE.service_ip6
 
 
 @dataclass(frozen=True)

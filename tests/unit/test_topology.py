@@ -2,7 +2,13 @@ import ipaddress
 
 import pytest
 
-from airlock.lab.topology import INTERNET_STANDIN_IP, NETWORKS, OUTSIDE, default_topology
+from airlock.lab.topology import (
+    INTERNET_STANDIN_IP,
+    INTERNET_STANDIN_IP6,
+    NETWORKS,
+    OUTSIDE,
+    default_topology,
+)
 
 
 @pytest.mark.parametrize("gpu_hosts", [1, 2, 3])
@@ -47,3 +53,16 @@ def test_unknown_host_and_bad_host_count_say_what_is_wrong():
         default_topology().host("nope")
     with pytest.raises(ValueError, match="between 1 and 9"):
         default_topology(0)
+
+
+def test_every_segment_is_dual_stack_with_unique_private_ipv6():
+    topo = default_topology(3)
+    seen = set()
+    for net in NETWORKS:
+        assert net.net6.is_private and net.net6.prefixlen == 64
+        addresses = [net.service_ip6] + [h.ip6(net) for h in topo.hosts]
+        assert all(ipaddress.IPv6Address(a) in net.net6 for a in addresses)
+        seen.update(addresses)
+    assert len(seen) == len(NETWORKS) * 4
+    standin = ipaddress.IPv6Address(INTERNET_STANDIN_IP6)
+    assert not any(standin in net.net6 for net in NETWORKS)
