@@ -14,7 +14,9 @@ export ANSIBLE_DEPRECATION_WARNINGS := false
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 INFRA_PYTEST := $(PY) -m pytest tests/infra -p no:cacheprovider --hosts=ansible://all --ansible-inventory=inventory/lab
 
-.PHONY: help venv lock test unit-test lab-test lab-infra-test lint demo bench lab-up lab-down lab-status clean
+WHEELHOUSE := .cache/wheelhouse/wheelhouse.tar
+
+.PHONY: help venv lock wheelhouse test unit-test lab-test lab-infra-test lint demo bench lab-up lab-down lab-status clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,6 +30,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed ## Create .venv from requirements.lock (hash-checked)
+
+wheelhouse: venv ## The GPU hosts' wheels (the service's subset of the lock + airlock), for the roles
+	$(PY) tools/wheelhouse.py .cache/wheelhouse
 
 lock: ## Re-resolve requirements.in into requirements.lock (pins + sha256)
 	python3 -m venv .cache/lock-venv
