@@ -12,11 +12,12 @@ export HF_HOME := $(CURDIR)/.cache/hf
 export ANSIBLE_DEPRECATION_WARNINGS := false
 # testinfra's ansible backend shells out to ansible-inventory: the venv's bin must be on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-INFRA_PYTEST := $(PY) -m pytest tests/infra -p no:cacheprovider --hosts=ansible://all --ansible-inventory=inventory/lab
+INFRA_PYTEST := $(PY) -m pytest tests/infra/provisioned -p no:cacheprovider --hosts=ansible://gpu_hosts \
+  --ansible-inventory=inventory/lab
 
 WHEELHOUSE := .cache/wheelhouse/wheelhouse.tar
 
-.PHONY: help venv lock wheelhouse test unit-test lab-test lab-infra-test lint demo bench lab-up lab-down lab-status clean
+.PHONY: help venv lock wheelhouse lab-artifacts lab-provision test unit-test lab-test lab-infra-test lint demo bench lab-up lab-down lab-status clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +35,9 @@ venv: $(VENV)/.installed ## Create .venv from requirements.lock (hash-checked)
 wheelhouse: venv ## The GPU hosts' wheels (the service's subset of the lock + airlock), for the roles
 	$(PY) tools/wheelhouse.py .cache/wheelhouse
 
+lab-artifacts: venv ## The lab's signed registry (tiny random-weight SDXL) and the org's signing key
+	tools/lab_artifacts.sh
+
 lock: ## Re-resolve requirements.in into requirements.lock (pins + sha256)
 	python3 -m venv .cache/lock-venv
 	.cache/lock-venv/bin/python tools/lock.py requirements.in requirements.lock
@@ -43,10 +47,13 @@ test: unit-test lab-test ## Unit tests, then the lab tests (root: lab up -> test
 unit-test: venv ## Fast tests, no root needed
 	$(PY) -m pytest tests/unit
 
-lab-test: venv ## Lab lifecycle + host tests on real lab hosts (root); always tears the lab down
+lab-test: venv wheelhouse lab-artifacts ## Lab lifecycle, site.yml both ways, host tests (root); always tears down
 	$(PY) -m pytest tests/lab -p no:cacheprovider
 
-lab-infra-test: venv ## Host tests (testinfra) against a lab that is already up
+lab-provision: venv wheelhouse lab-artifacts ## Run playbooks/site.yml on a lab that is already up
+	ip netns exec mgmt $(VENV)/bin/ansible-playbook -i inventory/lab playbooks/site.yml
+
+lab-infra-test: venv ## Host tests (testinfra) against a lab that is up and provisioned
 	ip netns exec mgmt $(INFRA_PYTEST)
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile)
@@ -55,7 +62,7 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile)
 	$(VENV)/bin/yamllint --strict .
 	$(VENV)/bin/ansible-lint --profile production
 
-demo: venv ## The main job on the embedded default (root): lab up, checks, lab down
+demo: venv wheelhouse lab-artifacts ## The main job on the embedded default (root): lab up, checks, lab down
 	tools/demo.sh
 
 bench: venv ## Benchmarks, printed as ratios measured in one run (root for the lab cycle)

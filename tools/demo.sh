@@ -42,7 +42,36 @@ $airlock lab ssh enclave -- curl -sS --max-time 5 http://internal.lab.airlock.te
 
 step "Before any role runs, the enclave CAN reach 'the internet' (203.0.113.80 in outside)"
 $airlock lab ssh enclave -- curl -sS --max-time 5 http://203.0.113.80/
-echo "(the egress_deny role will close this path; until then the host is not compliant)"
+
+step "Provision it: ansible-playbook -i inventory/lab playbooks/site.yml (from mgmt, offline wheelhouse)"
+ip netns exec mgmt .venv/bin/ansible-playbook -i inventory/lab playbooks/site.yml | tail -n 4
+
+step "Egress is closed now (HTTP over IPv4 and IPv6 here; the host tests probe UDP and ICMP too); internal still answers"
+for target in http://203.0.113.80/ 'http://[2001:db8::80]/'; do
+  if $airlock lab ssh enclave -- curl -sS --max-time 3 "$target" >/dev/null 2>&1; then
+    echo "error: the enclave host reached $target" >&2; exit 1
+  fi
+  echo "blocked: $target"
+done
+$airlock lab ssh enclave -- sudo nft list chain inet airlock output | grep -E 'policy|counter'
+$airlock lab ssh enclave -- curl -sS --max-time 5 http://internal.lab.airlock.test/
+
+step "Generate an image through the HTTPS API from mgmt (TLS 1.3, an API key made on the host)"
+key=$($airlock lab ssh enclave -- sudo runuser -u airlock -- /opt/airlock/venv/bin/airlock apikeys create \
+  --tenant demo_tenant --permissions generate,jobs:read --created-by demo | sed -n 's/^api_key: *//p')
+ip netns exec mgmt curl -sS --fail-with-body --cacert .cache/lab-artifacts/ca/ca.crt -H "X-API-KEY: $key" \
+  -H 'Content-Type: application/json' https://10.231.0.10:8443/v1/generation/text-to-image \
+  -d '{"prompt": "a lighthouse on a cliff", "performance_selection": "Lightning", "image_seed": 42,
+       "aspect_ratios_selection": "1024*1024", "require_base64": true}' -o "$demo/api-response.json"
+.venv/bin/python -c 'import base64, json, sys; r = json.load(open(sys.argv[1]))[0]
+open(sys.argv[2], "wb").write(base64.b64decode(r["base64"])); print("image:", sys.argv[2], "seed", r["seed"])' \
+  "$demo/api-response.json" "$demo/api-lighthouse.png"
+echo -n "without a key: "
+ip netns exec mgmt curl -sS --cacert .cache/lab-artifacts/ca/ca.crt -o /dev/null -w '%{http_code}\n' \
+  -H 'Content-Type: application/json' https://10.231.0.10:8443/v1/generation/text-to-image -d '{"prompt": "x"}'
+
+step "Read-only verification of the host (playbooks/verify.yml): sshd, egress, models, audit chain, service"
+ip netns exec mgmt .venv/bin/ansible-playbook -i inventory/lab playbooks/verify.yml | tail -n 2
 
 trap - EXIT
 step "Tear down"

@@ -369,6 +369,7 @@ def write_access_files(
         for group in host.groups:
             groups.setdefault(group, []).append(host)
     inv = [
+        "---",
         "# Written by `airlock lab up`, removed by `airlock lab down`. Do not edit.",
         "all:",
         "  vars:",

@@ -93,10 +93,19 @@ class DualStackHTTPServer(ThreadingHTTPServer):
         super().server_bind()
 
 
-def udp_server(port: int, respond, host: str = "0.0.0.0") -> socketserver.ThreadingUDPServer:  # noqa: S104
-    """A UDP server answering each datagram with respond(packet); all addresses of a lab namespace."""
+class DualStackUDPServer(socketserver.ThreadingUDPServer):
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def udp_server(port: int, respond, host: str = "::") -> socketserver.ThreadingUDPServer:
+    """A UDP server answering each datagram with respond(packet), on every IPv4 and IPv6 address of a
+    lab namespace."""
     handler = type("Handler", (UDPResponder,), {"respond": staticmethod(respond)})
-    return socketserver.ThreadingUDPServer((host, port), handler)
+    return DualStackUDPServer((host, port), handler)
 
 
 def main() -> None:

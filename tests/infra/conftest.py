@@ -1,16 +1,21 @@
-"""Host tests (testinfra). Run from the controller namespace against the lab inventory:
+"""Host tests (testinfra), run from the controller namespace against the lab inventory:
 
-    ip netns exec mgmt .venv/bin/pytest tests/infra --hosts=ansible://all --ansible-inventory=inventory/lab
+    ip netns exec mgmt .venv/bin/pytest tests/infra/provisioned --hosts=ansible://gpu_hosts \
+        --ansible-inventory=inventory/lab
 
-(`make lab-infra-test` does this with the lab up.) Without --hosts testinfra would test this machine.
+`pristine/` describes a freshly booted host before any role ran; `provisioned/` what site.yml promises
+(`make lab-infra-test` runs it against a provisioned lab). Without --hosts testinfra would test this
+machine.
 """
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))  # reach.py, for both suites
 LAB_SSH = ROOT / ".cache" / "lab" / "ssh"
 
 

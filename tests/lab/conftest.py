@@ -18,8 +18,9 @@ def lab_session():
     airlock("lab", "down")  # always, even after a failure
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def running_lab():
+    """One lab for the provisioning tests and the running-lab checks (booting one costs ~45 s)."""
     result = airlock("lab", "up")
     assert result.returncode == 0, result.stdout + result.stderr
     yield PATHS

@@ -2,6 +2,8 @@ import socket
 import struct
 import threading
 
+import pytest
+
 from airlock.lab.services import dns_answer, ntp_answer, udp_server
 
 
@@ -37,14 +39,18 @@ def test_ntp_reply_is_server_mode_and_echoes_the_client_timestamp():
     assert struct.unpack("!I", reply[40:44])[0] > 3_900_000_000  # after 2023 in NTP seconds
 
 
-def test_udp_server_answers_over_a_real_socket_and_survives_garbage():
-    server = udp_server(0, lambda packet: dns_answer(packet, {"a.test": "10.0.0.1"}, None), host="127.0.0.1")
+@pytest.mark.parametrize(
+    ("family", "client_address"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+)
+def test_udp_server_answers_ipv4_and_ipv6_and_survives_garbage(family, client_address):
+    server = udp_server(0, lambda packet: dns_answer(packet, {"a.test": "10.0.0.1"}, None))
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.settimeout(5)
-            sock.sendto(b"\x00", server.server_address)  # malformed: ignored, server keeps going
-            sock.sendto(dns_query("a.test"), server.server_address)
+            sock.sendto(b"\x00", (client_address, port))  # malformed: ignored, server keeps going
+            sock.sendto(dns_query("a.test"), (client_address, port))
             reply, _ = sock.recvfrom(512)
         assert reply[-4:] == bytes([10, 0, 0, 1])
     finally:

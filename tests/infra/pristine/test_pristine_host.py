@@ -8,16 +8,10 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from reach import INTERNAL, OUTSIDE, dns, reaches
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SSH_CONFIG = ROOT / ".cache" / "lab" / "ssh" / "config"
-DNS_QUERY = (
-    "import socket,struct;"
-    "q=struct.pack('!HHHHHH',7,256,1,0,0,0)+b''.join(bytes([len(p)])+p.encode() for p in '{name}'.split('.'))"
-    "+b'\\0\\0\\1\\0\\1';"
-    "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(3);s.sendto(q,('{server}',53));"
-    "r=s.recv(512);print('.'.join(map(str,r[-4:])) if struct.unpack('!H',r[6:8])[0] else 'NXDOMAIN')"
-)
 
 
 def test_systemd_is_pid1_and_the_system_is_up(host):
@@ -80,19 +74,15 @@ def test_internal_service_and_resolver_are_reachable(host):
     assert (
         host.check_output("curl -sS --max-time 5 http://internal.lab.airlock.test/") == "airlock-lab internal"
     )
-    resolved = host.check_output(
-        "python3 -c %s", DNS_QUERY.format(name="enclave.lab.airlock.test", server="10.231.1.1")
-    )
-    assert resolved == "10.231.1.10"
-    unknown = host.check_output(
-        "python3 -c %s", DNS_QUERY.format(name="nope.lab.airlock.test", server="10.231.1.1")
-    )
-    assert unknown == "NXDOMAIN"
+    assert dns(host, "10.231.1.1", "enclave.lab.airlock.test") == "10.231.1.10"
+    assert dns(host, "10.231.1.1", "nope.lab.airlock.test") == "NXDOMAIN"
+    assert [name for name, probe in INTERNAL.items() if not reaches(host, probe)] == []
 
 
 def test_outside_is_reachable_before_any_firewall(host):
+    """The negative control for the egress tests: without a firewall every probe gets an answer."""
     with host.sudo():
         assert host.check_output("nft list ruleset") == ""
-    assert host.check_output("curl -sS --max-time 5 http://203.0.113.80/") == "airlock-lab outside"
-    route = host.check_output("ip route show default")
-    assert route.startswith("default via 10.231.2.1")
+    assert [name for name, probe in OUTSIDE.items() if not reaches(host, probe)] == []
+    assert host.check_output("ip route show default").startswith("default via 10.231.2.1")
+    assert host.check_output("ip -6 route show default").startswith("default via fd00:a1:2::1")

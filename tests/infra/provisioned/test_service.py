@@ -1,0 +1,116 @@
+"""inference_service: the HTTPS API runs under a hardened unit as `airlock`, is the only listener besides
+sshd, speaks TLS 1.3 only, and generates an image for a caller with an API key (and not without)."""
+
+import base64
+import re
+import ssl
+
+import httpx
+import pytest
+
+AIRLOCK = "/opt/airlock/venv/bin/airlock"
+HARDENING = {
+    "User": "airlock",
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "CapabilityBoundingSet": "",
+    "AmbientCapabilities": "",
+    "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+    "DevicePolicy": "closed",
+    "ProtectKernelModules": "yes",
+    "RestrictNamespaces": "yes",
+    "IPAddressDeny": "0.0.0.0/0 ::/0",
+}
+
+
+@pytest.fixture(scope="module")
+def api(host, tmp_path_factory):
+    ca = tmp_path_factory.mktemp("tls") / "ca.crt"
+    ca.write_text(host.file("/etc/airlock/tls/ca.crt").content_string)
+    address = host.ansible.get_variables()["ansible_host"]
+    return {"url": f"https://{address}:8443", "address": address, "ca": ca}
+
+
+@pytest.fixture(scope="module")
+def api_key(host):
+    """A key made the way an operator makes one: as the service user, printed once, audited."""
+    with host.sudo():
+        out = host.check_output(
+            f"runuser -u airlock -- {AIRLOCK} apikeys create --tenant lab_tenant "
+            "--permissions generate,jobs:read,models:read --created-by infra-tests"
+        )
+    return re.search(r"api_key:\s+(alk_\S+)", out).group(1)
+
+
+def context(ca, **versions) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    for name, value in versions.items():
+        setattr(ctx, name, value)
+    return ctx
+
+
+def test_the_service_runs_enabled_as_the_airlock_user(host):
+    service = host.service("airlock")
+    assert service.is_enabled and service.is_running
+    pid = host.check_output("systemctl show -p MainPID --value airlock")
+    assert host.check_output(f"ps -o user= -p {pid}") == "airlock"
+
+
+def test_the_unit_carries_every_hardening_property(host):
+    names = [*HARDENING, "ReadWritePaths", "IPAddressAllow", "SystemCallFilter", "DeviceAllow", "Environment"]
+    shown = dict(
+        line.split("=", 1)
+        for line in host.check_output(f"systemctl show airlock -p {','.join(names)}").splitlines()
+    )
+    assert {k: shown[k] for k in HARDENING} == HARDENING
+    assert sorted(shown["ReadWritePaths"].split()) == ["/var/lib/airlock/outputs", "/var/log/airlock/audit"]
+    assert "10.231.1.0/24" in shown["IPAddressAllow"] and "0.0.0.0/0" not in shown["IPAddressAllow"]
+    assert "socket" in shown["SystemCallFilter"] and "reboot" not in shown["SystemCallFilter"].split()
+    assert "char-nvidia-frontend rw" in shown["DeviceAllow"]
+    assert "HF_HUB_OFFLINE=1" in shown["Environment"] and "TRANSFORMERS_OFFLINE=1" in shown["Environment"]
+
+
+def test_only_sshd_and_the_api_listen_on_tcp(host):
+    ports = {int(s.rsplit(":", 1)[1]) for s in host.socket.get_listening_sockets() if s.startswith("tcp")}
+    assert ports == {22, 8443}
+
+
+def test_tls_12_is_refused_and_tls_13_accepted(api):
+    with pytest.raises((ssl.SSLError, httpx.ConnectError)):
+        httpx.get(f"{api['url']}/ping", verify=context(api["ca"], maximum_version=ssl.TLSVersion.TLSv1_2))
+    answer = httpx.get(f"{api['url']}/ping", verify=context(api["ca"]))
+    assert answer.status_code == 200
+
+
+def test_config_keys_and_certificates_have_tight_modes(host):
+    expected = {
+        "/etc/airlock": ("root", "airlock", 0o750),
+        "/etc/airlock/airlock.toml": ("root", "airlock", 0o640),
+        "/etc/airlock/tls/server.key": ("root", "airlock", 0o640),
+        "/var/lib/airlock/apikeys.json": ("airlock", "airlock", 0o600),
+    }
+    with host.sudo():
+        actual = {
+            path: (host.file(path).user, host.file(path).group, host.file(path).mode) for path in expected
+        }
+        assert not host.file("/etc/airlock/tls/ca.key").exists  # the CA key never leaves the controller
+    assert actual == expected
+
+
+def test_an_image_is_generated_over_https_with_a_key_and_not_without(api, api_key):
+    body = {
+        "prompt": "a lighthouse",
+        "performance_selection": "Lightning",
+        "aspect_ratios_selection": "1024*1024",
+        "image_seed": 11,
+        "require_base64": True,
+    }
+    client = httpx.Client(base_url=api["url"], verify=context(api["ca"]), timeout=120)
+    refused = client.post("/v1/generation/text-to-image", json=body)
+    assert refused.status_code == 401
+    answer = client.post("/v1/generation/text-to-image", json=body, headers={"X-API-KEY": api_key})
+    assert answer.status_code == 200, answer.text
+    image = base64.b64decode(answer.json()[0]["base64"])
+    assert image.startswith(b"\x89PNG") and answer.json()[0]["seed"] == "11"  # Fooocus-API sends seeds as strings
