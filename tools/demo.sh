@@ -8,6 +8,10 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 machine_state() { { nft list ruleset; ip -o link | cut -d: -f2; ip route; } | sha256sum | cut -c1-16; }
 
 if [ "$(id -u)" -ne 0 ]; then echo "error: make demo needs root: sudo make demo" >&2; exit 2; fi
+if [ -e /run/airlock-lab/state.json ]; then
+  echo "error: a lab is already up; the demo brings up (and removes) its own: run \`airlock lab down\` first" >&2
+  exit 2
+fi
 before=$(machine_state)
 
 # The embedded default: a tiny random-weight SDXL built here (no download), in a demo registry.
