@@ -15,6 +15,7 @@ import typer
 from airlock import __version__
 from airlock.apikeys_cli import app as apikeys_app
 from airlock.audit.cli import app as audit_app
+from airlock.bundle.cli import app as bundle_app
 from airlock.ca_cli import app as ca_app
 from airlock.keys_cli import app as keys_app
 from airlock.lab.cli import app as lab_app
@@ -35,6 +36,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(ca_app, name="ca")
 app.add_typer(policy_app, name="policy")
+app.add_typer(bundle_app, name="bundle")
 
 
 @app.command(epilog="Example: airlock version")

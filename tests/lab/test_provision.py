@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -57,7 +58,8 @@ def host_tests(*selectors: str) -> subprocess.CompletedProcess:
 
 
 def on_host(command: str) -> str:
-    result = airlock("lab", "ssh", "enclave", "--", "sudo", "sh", "-c", command)
+    # ssh joins its arguments into one remote command line: quote the script once, for that shell.
+    result = airlock("lab", "ssh", "enclave", "--", f"sudo sh -c {shlex.quote(command)}")
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
