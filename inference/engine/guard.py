@@ -47,7 +47,9 @@ class EgressPolicy:
             )
         if address.is_unspecified:
             return True
-        return any(address in network for network in self.networks)
+        # A dual-stack socket names IPv4 peers as ::ffff:a.b.c.d: judge the IPv4 address it carries.
+        mapped = getattr(address, "ipv4_mapped", None)
+        return any((mapped or address) in network for network in self.networks)
 
 
 _policy: EgressPolicy | None = None

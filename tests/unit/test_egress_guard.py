@@ -91,3 +91,11 @@ def test_policy_decisions():
     assert policy.host_allowed("localhost") and policy.host_allowed("models.corp.internal")
     assert not policy.host_allowed("203.0.113.80") and not policy.host_allowed("huggingface.co")
     assert not policy.host_allowed("corp.internal.evil.example")
+
+
+def test_ipv4_mapped_ipv6_addresses_are_judged_as_the_ipv4_they_carry():
+    """A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; they must not slip past, or be blocked."""
+    policy = EgressPolicy(allowed_cidrs=["10.231.1.0/24"])
+    assert policy.host_allowed("::ffff:127.0.0.1") and policy.host_allowed("::ffff:10.231.1.7")
+    assert not policy.host_allowed("::ffff:203.0.113.80") and not policy.host_allowed("::ffff:8.8.8.8")
+    assert policy.host_allowed("::1") and not policy.host_allowed("2001:db8::80")
