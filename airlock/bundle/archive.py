@@ -133,6 +133,10 @@ class TarWriter:
         self._pad(size)
         return digest.hexdigest()
 
+    def abort(self) -> None:
+        """Stop the hashing thread of a write that failed."""
+        self.whole.hexdigest()
+
     def close(self) -> str:
         end = tarfile.NUL * (2 * tarfile.BLOCKSIZE)  # end-of-archive marker, then pad to a full record
         written = os.lseek(self.fd, 0, os.SEEK_CUR) + len(end)
@@ -183,11 +187,11 @@ def list_members(fh, size: int, limits: Limits) -> tuple[list[Member], int, list
     """Read every header (no data) of the open archive; returns (members, end offset, problems)."""
     problems: list[Problem] = []
     try:
-        tar = tarfile.open(fileobj=fh, mode="r:")  # "r:": a plain tar only, never decompress
-        infos = tar.getmembers()
+        with tarfile.open(fileobj=fh, mode="r:") as tar:  # "r:": a plain tar only, never decompress
+            infos = tar.getmembers()
+            end = tar.offset
     except tarfile.TarError as exc:
-        return [], 0, [Problem("(archive)", f"not a readable tar archive or cut short: {exc}")]
-    end = tar.offset
+        return [], 0, [Problem("(archive)", f"not a readable tar archive, or cut short (truncated): {exc}")]
     members: list[Member] = []
     seen: set[str] = set()
     files: set[str] = set()
@@ -201,9 +205,11 @@ def list_members(fh, size: int, limits: Limits) -> tuple[list[Member], int, list
         if problem is None and info.name in seen:
             problem = "appears twice (a later copy would silently replace the first)"
         if problem is None and info.isreg() and info.size > limits.max_member_bytes:
-            problem = f"{info.size} bytes, over the per-file limit of {limits.max_member_bytes} (--max-member-bytes)"
+            limit = limits.max_member_bytes
+            problem = f"{info.size} bytes, over the per-file limit of {limit} (--max-member-bytes)"
         if problem is None and info.isreg() and info.offset_data + info.size > size:
-            problem = f"cut short: its data ends at byte {info.offset_data + info.size}, the file has {size}"
+            ends = info.offset_data + info.size
+            problem = f"cut short (truncated): its data ends at byte {ends}, the file has {size}"
         if problem is not None:
             problems.append(Problem(info.name, problem))
             continue
@@ -214,13 +220,22 @@ def list_members(fh, size: int, limits: Limits) -> tuple[list[Member], int, list
         members.append(Member(info.name, info.isdir(), info.offset_data, info.size if info.isreg() else 0))
     for member in members:
         parts = member.name.split("/")
-        clash = next(("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in files), None)
+        above = ("/".join(parts[:i]) for i in range(1, len(parts)))
+        clash = next((folder for folder in above if folder in files), None)
         if clash:
             problems.append(Problem(member.name, f"lies under {clash}, which is a file"))
     if total > limits.max_total_bytes:
         problems.append(
-            Problem("(archive)", f"{total} bytes of files, over the limit of {limits.max_total_bytes} (--max-total-bytes)")
+            Problem(
+                "(archive)",
+                f"{total} bytes of files, over the limit of {limits.max_total_bytes} (--max-total-bytes)",
+            )
         )
     if not problems and size - end < 2 * tarfile.BLOCKSIZE:
-        problems.append(Problem("(archive)", f"cut short: no end-of-archive marker after byte {end} (file has {size} bytes)"))
+        problems.append(
+            Problem(
+                "(archive)",
+                f"cut short (truncated): no end-of-archive marker after byte {end} (file has {size} bytes)",
+            )
+        )
     return members, end, problems

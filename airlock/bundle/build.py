@@ -5,8 +5,8 @@ Order, and why:
    registry must verify with its trusted key, so a broken registry is never shipped;
 2. `created` is SOURCE_DATE_EPOCH, else the newest input's mtime: it is the only time in the bundle;
 3. write the data members in sorted order to `<out>.partial`, hashing each as it is written (a wheel
-   that no longer matches the lock's hash fails the build); then checksums.txt, manifest.yaml and
-   manifest.sig, which cover everything before them;
+   that no longer matches the lock's hash fails the build); then sbom.cdx.json, and last
+   checksums.txt, manifest.yaml and manifest.sig, which cover everything before them;
 4. fsync and rename to `<out>`: a failed build leaves neither `<out>` nor the partial file.
 """
 
@@ -34,6 +34,7 @@ from airlock.registry.verify import verify_registry
 
 DEFAULT_CACHE = Path(".cache/bundle")
 REGISTRY_DIR = "models/registry"
+SBOM = "sbom.cdx.json"
 
 
 @dataclass(frozen=True)
@@ -92,19 +93,7 @@ def build_bundle(
     cache = Path(cache)
     wheels, lock_text = [], None
     if spec.lock is not None:
-        download = progress.add_task("download wheels", total=None) if progress else None
-
-        def downloads(n: int) -> None:
-            if progress is not None and download is not None:
-                progress.update(download, total=n, visible=n > 0)
-
-        def advance() -> None:
-            if progress is not None and download is not None:
-                progress.advance(download)
-
-        wheels, lock_text = wheel_tools.fetch_wheels(
-            spec, cache / "wheels", downloader=downloader, on_download=downloads, advance=advance
-        )
+        wheels, lock_text = wheel_tools.fetch_wheels(spec, cache / "wheels", downloader, progress)
     packages = deb_tools.collect_debs(spec, cache / "apt")
     registry_files, models = registry_contents(spec) if spec.registry is not None else ([], [])
 
@@ -125,10 +114,13 @@ def build_bundle(
     if packages:
         index = deb_tools.apt_index(packages, spec.target.architecture, created, spec.name)
         sources.update({f"apt/{name}": data for name, data in index.items()})
-    from airlock.bundle.sbom import build_sbom  # the connected side's library: verify/import never need it
-
-    seed = hashlib.sha256(repr(sorted((n, expected.get(n, "")) for n in sources)).encode()).hexdigest()
-    sources["sbom.cdx.json"] = build_sbom(spec, wheels, packages, models, created, f"{spec.name}@{spec.version}:{seed}")
+    try:  # the connected side's library: verify and import never need it
+        from airlock.bundle.sbom import build_sbom
+    except ImportError as exc:
+        raise BundleSpecError(
+            f"building the SBOM needs cyclonedx-python-lib ({exc.name} is missing): "
+            "pip install --require-hashes --no-deps -r requirements.lock"
+        ) from exc
 
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
@@ -140,8 +132,8 @@ def build_bundle(
             progress.advance(task, n)
 
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    writer = TarWriter(fd, created)
     try:
-        writer = TarWriter(fd, created)
         digests: dict[str, str] = {}
         for name in sorted(sources):
             source = sources[name]
@@ -152,6 +144,9 @@ def build_bundle(
                 digests[name] = writer.add_file(name, source, advance_write)
             if name in expected and digests[name] != expected[name]:
                 raise BundleError(f"{source} changed while the bundle was being built: build again")
+        # The SBOM follows the data: its serial number derives from every digest, so it is reproducible.
+        seed = f"{spec.name}@{spec.version}:" + hashlib.sha256(mf.checksums_text(digests)).hexdigest()
+        digests[SBOM] = writer.add_bytes(SBOM, build_sbom(spec, wheels, packages, models, created, seed))
         checksums = mf.checksums_text(digests)
         manifest = {
             "format": mf.FORMAT,
@@ -170,18 +165,31 @@ def build_bundle(
         sha256 = writer.close()
         os.fsync(fd)
     except BaseException:
+        writer.abort()
         os.close(fd)
         partial.unlink(missing_ok=True)
         raise
     os.close(fd)
     os.replace(partial, out)
     fsync_dir(out.parent)
-    return Built(out, sha256, out.stat().st_size, len(digests), manifest)
+    return Built(out, sha256, out.stat().st_size, len(digests) + len(mf.SIGNED), manifest)
 
 
-def components(wheels, packages, models, spec: Spec, digests: dict[str, str]) -> list[dict]:
+def components(
+    wheels: list[wheel_tools.Wheel],
+    packages: list[deb_tools.Deb],
+    models: list[ModelEntry],
+    spec: Spec,
+    digests: dict[str, str],
+) -> list[dict]:
     rows = [
-        {"kind": "wheel", "name": w.name, "version": w.version, "path": f"wheels/{w.path.name}", "sha256": w.sha256}
+        {
+            "kind": "wheel",
+            "name": w.name,
+            "version": w.version,
+            "path": f"wheels/{w.path.name}",
+            "sha256": w.sha256,
+        }
         for w in wheels
     ]
     rows += [
@@ -199,7 +207,13 @@ def components(wheels, packages, models, spec: Spec, digests: dict[str, str]) ->
         for m in models
     ]
     rows += [
-        {"kind": "file", "name": f.dest, "version": spec.version, "path": f"files/{f.dest}", "sha256": digests[f"files/{f.dest}"]}
+        {
+            "kind": "file",
+            "name": f.dest,
+            "version": spec.version,
+            "path": f"files/{f.dest}",
+            "sha256": digests[f"files/{f.dest}"],
+        }
         for f in spec.files
     ]
     return sorted(rows, key=lambda r: (r["kind"], r["path"]))

@@ -21,17 +21,27 @@ from airlock.keys import Verifier, load_signer, load_verifier
 from airlock.registry.cli import progress_bar
 
 app = typer.Typer(
-    help="Transfer bundles: one signed, checksummed tar carries wheels, OS packages and models into the enclave.",
+    help="Transfer bundles: one signed, checksummed tar carries wheels, OS packages and models inside.",
     no_args_is_help=True,
     epilog="Example: airlock bundle verify airlock-bundle-0.1.0.tar --trust /media/usb/transfer.pub",
 )
 
-TrustOption = typer.Option(..., "--trust", help="The organisation's transfer public key (file, or folder with signing.pub).")
+TrustOption = typer.Option(
+    ..., "--trust", help="The organisation's transfer public key (file, or folder with signing.pub)."
+)
 JsonOption = typer.Option(False, "--json", help="Print the report as JSON.")
-ScanOption = typer.Option(False, "--scan", help="Also scan the extracted files with ClamAV (needs --clamav-db).")
-DbOption = typer.Option(None, "--clamav-db", help="Folder of ClamAV signature databases (never fetched here).")
-MaxMemberOption = typer.Option(DEFAULT_MAX_MEMBER, "--max-member-bytes", help="Refuse any file larger than this.")
-MaxTotalOption = typer.Option(DEFAULT_MAX_TOTAL, "--max-total-bytes", help="Refuse a bundle whose files add up to more.")
+ScanOption = typer.Option(
+    False, "--scan", help="Also scan the extracted files with ClamAV (needs --clamav-db)."
+)
+DbOption = typer.Option(
+    None, "--clamav-db", help="Folder of ClamAV signature databases (never fetched here)."
+)
+MaxMemberOption = typer.Option(
+    DEFAULT_MAX_MEMBER, "--max-member-bytes", help="Refuse any file larger than this."
+)
+MaxTotalOption = typer.Option(
+    DEFAULT_MAX_TOTAL, "--max-total-bytes", help="Refuse a bundle whose files add up to more."
+)
 
 
 def _verifier(path: Path, option: str) -> Verifier:
@@ -59,14 +69,20 @@ def _print_report(report: VerifyReport, as_json: bool) -> None:
         console.print(f"[yellow]note[/yellow] {note}", highlight=False, soft_wrap=True)
     if report.ok:
         console.print(
-            f"[green]intact[/green]: {report.name} {report.version} by {report.creator}, created {report.created}; "
+            f"[green]intact[/green]: {report.name} {report.version} by {report.creator}, "
+            f"created {report.created}; "
             f"{report.files} files, {report.bytes_hashed} bytes hashed (key {report.trusted_key})\n"
             f"bundle sha256 {report.bundle_sha256}",
             highlight=False,
             soft_wrap=True,
         )
     else:
-        console.print(f"[red]refused[/red]: {len(report.findings)} problem(s) in {report.bundle}", highlight=False)
+        console.print(
+            f"[red]refused[/red]: {len(report.findings)} problem(s) in {report.bundle}. Do not use it: get a "
+            "new copy from the connected side and check its sha256 against the one `bundle build` printed",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command(
@@ -74,11 +90,17 @@ def _print_report(report: VerifyReport, as_json: bool) -> None:
     '--creator "J. Smith, release engineering"'
 )
 def build(
-    spec_path: Path = typer.Option(Path("bundle.yaml"), "--spec", help="The bundle spec (see bundle.example.yaml)."),
+    spec_path: Path = typer.Option(
+        Path("bundle.yaml"), "--spec", help="The bundle spec (see bundle.example.yaml)."
+    ),
     out: Path = typer.Option(None, "--out", help="Output tar (default: airlock-bundle-VERSION.tar)."),
-    key: Path = typer.Option(None, "--key", help="Transfer signing key (file or folder); default $AIRLOCK_KEYS_DIR."),
+    key: Path = typer.Option(
+        None, "--key", help="Transfer signing key (file or folder); default $AIRLOCK_KEYS_DIR."
+    ),
     creator: str = typer.Option(..., "--creator", help="Who builds the bundle (recorded and signed)."),
-    cache: Path = typer.Option(Path(".cache/bundle"), "--cache", help="Download cache (reused across builds)."),
+    cache: Path = typer.Option(
+        Path(".cache/bundle"), "--cache", help="Download cache (reused across builds)."
+    ),
 ) -> None:
     """Build a signed, reproducible bundle; prints its SHA-256 (give it to the receiving side)."""
     from airlock.bundle.build import build_bundle  # the connected side's libraries (pip, cyclonedx)
@@ -103,7 +125,10 @@ def build(
     )
 
 
-@app.command(epilog="Example: airlock bundle verify airlock-bundle-0.1.0.tar --trust transfer.pub --scan --clamav-db /srv/clamav")
+@app.command(
+    epilog="Example: airlock bundle verify airlock-bundle-0.1.0.tar --trust transfer.pub "
+    "--scan --clamav-db /srv/clamav"
+)
 def verify(
     bundle: Path = typer.Argument(..., exists=True, dir_okay=False, help="The bundle tar."),
     trust: Path = TrustOption,
@@ -139,7 +164,8 @@ def verify(
 
 @app.command(
     "import",
-    epilog="Example: airlock bundle import /media/usb/airlock-bundle-0.1.0.tar --trust /etc/airlock/transfer.pub "
+    epilog="Example: airlock bundle import /media/usb/airlock-bundle-0.1.0.tar "
+    "--trust /etc/airlock/transfer.pub "
     '--registry-trust /etc/airlock/registry.pub --custody "USB-0042, J. Smith (courier), A. Jones"',
 )
 def import_(
@@ -148,15 +174,22 @@ def import_(
     custody: str = typer.Option(..., "--custody", help='Chain of custody: "MEDIA_ID, COURIER, RECEIVED_BY".'),
     store: Path = typer.Option(DEFAULT_STORE, "--store", help="Content-addressed store: <store>/<sha256>/."),
     registry_trust: Path = typer.Option(
-        None, "--registry-trust", help="The organisation's registry public key (needed when the bundle has models)."
+        None,
+        "--registry-trust",
+        help="The organisation's registry public key (needed when the bundle has models).",
     ),
     registry_root: Path = typer.Option(
-        None, "--registry-root", help="Also point this symlink (e.g. /srv/model_registry) at the bundle's registry."
+        None,
+        "--registry-root",
+        help="Also point this symlink (e.g. /srv/model_registry) at the bundle's registry.",
     ),
     audit: Path = typer.Option(
-        audit_root, "--audit-root", envvar="AIRLOCK_AUDIT_ROOT", show_default="/var/log/airlock/audit",
+        audit_root,
+        "--audit-root",
+        envvar="AIRLOCK_AUDIT_ROOT",
+        show_default="/var/log/airlock/audit",
         help="The audit log root; the import is rolled back if its records cannot be written.",
-    ),  # fmt: skip
+    ),
     actor: str = typer.Option(None, "--actor", help="Who imports (default: $SUDO_USER or $USER)."),
     scan: bool = ScanOption,
     clamav_db: Path = DbOption,
@@ -175,10 +208,18 @@ def import_(
         with AuditLog(audit) as log, progress_bar() as progress:
             task = progress.add_task("verify + extract", total=2 * bundle.stat().st_size)
             result = import_bundle(
-                bundle, verifier, store=store, custody=chain, audit=log, actor=actor,
-                registry_verifier=registry_verifier, registry_root=registry_root, clamav_db=db,
-                limits=Limits(max_member_bytes, max_total_bytes), advance=lambda n: progress.advance(task, n),
-            )  # fmt: skip
+                bundle,
+                verifier,
+                store=store,
+                custody=chain,
+                audit=log,
+                actor=actor,
+                registry_verifier=registry_verifier,
+                registry_root=registry_root,
+                clamav_db=db,
+                limits=Limits(max_member_bytes, max_total_bytes),
+                advance=lambda n: progress.advance(task, n),
+            )
     except BundleRefused as exc:
         _print_report(exc.report, False)
         fail(exc)
@@ -193,13 +234,10 @@ def import_(
             f"imported {result.report.name} {result.report.version} -> {result.path}; "
             f"{len(result.models)} model(s) audited in model_changes with custody"
         )
-    wheels, apt, registry = result.where("wheels"), result.where("apt"), result.where("models/registry")
-    if wheels:
-        typer.echo(f"wheels:   {wheels}  (pip install --no-index --find-links {wheels} --require-hashes "
-                   f"--no-deps -r {wheels}/requirements.lock)")  # fmt: skip
-    if apt:
-        typer.echo(f"apt repo: {apt}  (deb [trusted=yes] file:{apt} ./)")
-    if registry:
-        typer.echo(f"registry: {registry}" + (f"  ({registry_root} -> it)" if registry_root else ""))
+    for label, part in (("wheels", "wheels"), ("apt repo", "apt"), ("registry", "models/registry")):
+        if (where := result.where(part)) is not None:
+            typer.echo(f"{label + ':':9} {where}")
+    if registry_root is not None and result.where("models/registry"):
+        typer.echo(f"{registry_root} -> {result.where('models/registry')}")
     for note in result.report.notes:
         err.print(f"note: {note}", highlight=False)

@@ -58,10 +58,13 @@ def read_deb(path: Path, architecture: str) -> Deb:
     )
     fields = dict(re.findall(r"^(\w+): (.+)$", result.stdout, re.M))
     if result.returncode != 0 or set(fields) != {"Package", "Version", "Architecture"}:
-        raise BundleError(f"{path} is not a readable .deb package: {result.stderr.strip() or 'fields missing'}")
+        raise BundleError(
+            f"{path} is not a readable .deb package: {result.stderr.strip() or 'fields missing'}"
+        )
     if fields["Architecture"] not in (architecture, "all"):
         raise BundleError(
-            f"{path} is for {fields['Architecture']}, the target is {architecture}: use the {architecture} build"
+            f"{path} is for {fields['Architecture']}, the target is {architecture}: "
+            f"use the {architecture} build"
         )
     return Deb(fields["Package"], fields["Version"], fields["Architecture"], path, sha256_file(path))
 
@@ -79,7 +82,8 @@ def apt_download(spec: Spec, cache: Path) -> list[Path]:
     if host != wanted:
         raise BundleError(
             f"os_packages.apt fetches packages for this machine ({'/'.join(host)}), but the target is "
-            f"{'/'.join(wanted)}: build on a {'/'.join(wanted)} machine, or list the .debs under os_packages.debs"
+            f"{'/'.join(wanted)}: build on a {'/'.join(wanted)} machine, "
+            "or list the .debs under os_packages.debs"
         )
     depends = subprocess.run(
         [_tool("apt-cache", "apt"), "depends", "--recurse", "--no-recommends", "--no-suggests",
@@ -96,7 +100,9 @@ def apt_download(spec: Spec, cache: Path) -> list[Path]:
         raise BundleError(f"apt-get download --print-uris failed: {uris.stderr.strip()}")
     cache.mkdir(parents=True, exist_ok=True)
     paths = []
-    for _uri, filename, _size, digest in re.findall(r"^'(\S+)' (\S+) (\d+) SHA256:([0-9a-f]{64})$", uris.stdout, re.M):
+    for _uri, filename, _size, digest in re.findall(
+        r"^'(\S+)' (\S+) (\d+) SHA256:([0-9a-f]{64})$", uris.stdout, re.M
+    ):
         path = cache / filename
         if not (path.is_file() and sha256_file(path) == digest):
             with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
@@ -107,7 +113,9 @@ def apt_download(spec: Spec, cache: Path) -> list[Path]:
                 )  # fmt: skip
                 fetched = Path(tmp, filename)
                 if got.returncode != 0 or not fetched.is_file() or sha256_file(fetched) != digest:
-                    raise BundleError(f"apt-get download {name} failed: {got.stderr.strip() or 'hash mismatch'}")
+                    raise BundleError(
+                        f"apt-get download {name} failed: {got.stderr.strip() or 'hash mismatch'}"
+                    )
                 os.replace(fetched, path)
         paths.append(path)
     return paths
@@ -138,7 +146,9 @@ def _release(files: dict[str, bytes], architecture: str, created: int, label: st
         "Description: Airlock transfer bundle packages (the bundle signature covers this repository)",
     ]
     lines.append("SHA256:")  # apt checks SHA256 only; MD5 and SHA1 are long deprecated
-    lines += [f" {hashlib.sha256(data).hexdigest()} {len(data)} {name}" for name, data in sorted(files.items())]
+    lines += [
+        f" {hashlib.sha256(data).hexdigest()} {len(data)} {name}" for name, data in sorted(files.items())
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -62,7 +62,8 @@ class Custody:
         parts = [p.strip() for p in text.split(",")]
         if len(parts) != 3 or not all(parts):
             raise BundleSpecError(
-                f'--custody needs "MEDIA_ID, COURIER, RECEIVED_BY" (three comma-separated parts), got {text!r}'
+                '--custody needs "MEDIA_ID, COURIER, RECEIVED_BY" (three comma-separated parts), '
+                f"got {text!r}"
             )
         return cls(*parts)
 
@@ -126,7 +127,7 @@ def import_bundle(
     registry_verifier: Verifier | None = None,
     registry_root: Path | None = None,
     clamav_db: Path | None = None,
-    limits: Limits = Limits(),  # noqa: B008 - frozen
+    limits: Limits | None = None,
     advance: Advance | None = None,
 ) -> Imported:
     """Import a bundle into `<store>/<sha256>/`; BundleRefused carries the report when a check fails."""
@@ -187,8 +188,18 @@ def _checked_contents(
 
 
 def _audit(audit: AuditLog, report: VerifyReport, actor: str, custody: Custody, models: list[dict]) -> None:
-    bundle = {"name": report.name, "version": report.version, "created": report.created, "creator": report.creator}
-    common = {"actor": actor, "bundle": bundle, "bundle_sha256": report.bundle_sha256, "custody": asdict(custody)}
+    bundle = {
+        "name": report.name,
+        "version": report.version,
+        "created": report.created,
+        "creator": report.creator,
+    }
+    common = {
+        "actor": actor,
+        "bundle": bundle,
+        "bundle_sha256": report.bundle_sha256,
+        "custody": asdict(custody),
+    }
     for entry in models:
         audit.append(
             "model_changes",

@@ -18,7 +18,7 @@ from cyclonedx.contrib.license.factories import LicenseFactory
 from cyclonedx.model import HashAlgorithm, HashType, Property
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
-from cyclonedx.model.license import DisclosedLicense, License
+from cyclonedx.model.license import DisjunctiveLicense, License
 from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
@@ -35,7 +35,9 @@ def wheel_licenses(wheel: Wheel) -> list[License]:
     """Licenses the wheel declares: License-Expression (PEP 639), else a one-line License field, else
     the `License ::` classifiers. Long License fields (a whole license text) are not names."""
     with zipfile.ZipFile(wheel.path) as zf:
-        meta_name = next((n for n in zf.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1), None)
+        meta_name = next(
+            (n for n in zf.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1), None
+        )
         if meta_name is None:
             return []
         meta = HeaderParser().parsestr(zf.read(meta_name).decode("utf-8", errors="replace"))
@@ -46,8 +48,10 @@ def wheel_licenses(wheel: Wheel) -> list[License]:
     text = (meta.get("License") or "").strip()
     if text and "\n" not in text and len(text) <= 100 and text.upper() != "UNKNOWN":
         return [factory.make_from_string(text)]
-    classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
-    return [DisclosedLicense(name=name) for name in sorted(set(classifiers)) if name != "OSI Approved"]
+    classifiers = [
+        c.split("::")[-1].strip() for c in meta.get_all("Classifier") or [] if c.startswith("License ::")
+    ]
+    return [DisjunctiveLicense(name=name) for name in sorted(set(classifiers)) if name != "OSI Approved"]
 
 
 def _sha256(hexdigest: str) -> list[HashType]:
@@ -69,7 +73,9 @@ def wheel_component(wheel: Wheel) -> Component:
 
 
 def deb_component(deb: Deb, distribution: str) -> Component:
-    purl = PackageURL("deb", "debian", deb.name, deb.version, {"arch": deb.architecture, "distro": distribution})
+    purl = PackageURL(
+        "deb", "debian", deb.name, deb.version, {"arch": deb.architecture, "distro": distribution}
+    )
     return Component(
         type=ComponentType.LIBRARY,
         name=deb.name,
@@ -113,7 +119,9 @@ def build_sbom(
         metadata=BomMetaData(
             timestamp=datetime.fromtimestamp(created, UTC),
             component=root,
-            properties=[Property(name=f"airlock:target:{k}", value=v) for k, v in spec.target.to_dict().items()],
+            properties=[
+                Property(name=f"airlock:target:{k}", value=v) for k, v in spec.target.to_dict().items()
+            ],
         ),
         components=components,
     )

@@ -54,7 +54,9 @@ def clamscan(directory: Path, database: Path) -> tuple[list[Finding], list[str]]
             for line in result.stdout.splitlines()
             if (m := FOUND.match(line))
         ]
-        return findings or [Finding("malware", "(bundle)", f"clamscan reported a detection: {result.stdout.strip()}")], notes
+        return findings or [
+            Finding("malware", "(bundle)", f"clamscan reported a detection: {result.stdout.strip()}")
+        ], notes
     detail = " ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
     return [
         Finding(

@@ -91,8 +91,7 @@ class Spec:
 
     def inputs(self) -> list[Path]:
         """The local files the spec names (for the `created` time when SOURCE_DATE_EPOCH is unset)."""
-        named = [self.path, *([self.lock] if self.lock else []), *self.debs, *(f.src for f in self.files)]
-        return named
+        return [self.path, *([self.lock] if self.lock else []), *self.debs, *(f.src for f in self.files)]
 
 
 def _mapping(value: object, where: str, allowed: set[str]) -> dict:
@@ -102,13 +101,15 @@ def _mapping(value: object, where: str, allowed: set[str]) -> dict:
         raise BundleSpecError(f"{where} must be a mapping, got {type(value).__name__}")
     unknown = sorted(set(value) - allowed)
     if unknown:
-        raise BundleSpecError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(allowed))}")
+        raise BundleSpecError(
+            f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(allowed))}"
+        )
     return value
 
 
 def _text(value: object, where: str, pattern: re.Pattern | None = None) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise BundleSpecError(f"{where} must be a non-empty string (quote numbers: \"3.11\"), got {value!r}")
+        raise BundleSpecError(f'{where} must be a non-empty string (quote numbers: "3.11"), got {value!r}')
     if pattern is not None and not pattern.match(value):
         raise BundleSpecError(f"{where} {value!r}: use letters, digits, '.', '_', '+', '-'")
     return value
@@ -134,7 +135,9 @@ def safe_relative(value: str, where: str) -> str:
     """A relative POSIX path that stays inside its folder (no '..', no absolute path)."""
     norm = posixpath.normpath(value)
     if value.startswith("/") or norm != value.rstrip("/") or norm in ("", ".") or ".." in norm.split("/"):
-        raise BundleSpecError(f"{where} {value!r} must be a plain relative path (no '/' first, no '.' or '..')")
+        raise BundleSpecError(
+            f"{where} {value!r} must be a plain relative path (no '/' first, no '.' or '..')"
+        )
     if any(ord(c) < 32 or c == "\\" for c in value):
         raise BundleSpecError(f"{where} {value!r} holds a control character or a backslash")
     return norm
@@ -205,7 +208,10 @@ def load_spec(path: Path) -> Spec:
         lock=_existing(base, python["lock"], "python.lock") if python else None,
         only=_strings(python["only"], "python.only") if "only" in python else None,
         platforms=_strings(python.get("platforms"), "python.platforms"),
-        debs=tuple(_existing(base, d, "os_packages.debs item") for d in _strings(os_packages.get("debs"), "os_packages.debs")),
+        debs=tuple(
+            _existing(base, d, "os_packages.debs item")
+            for d in _strings(os_packages.get("debs"), "os_packages.debs")
+        ),
         apt=_strings(os_packages.get("apt"), "os_packages.apt"),
         registry=_existing(base, models["registry"], "models.registry", folder=True) if models else None,
         registry_trust=_existing(base, models["trust"], "models.trust") if models else None,

@@ -30,7 +30,9 @@ META_LIMIT = 64 << 20  # manifest, signature and checksums are read into memory:
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # unsafe | truncated | signature | manifest | checksums | altered | missing | unlisted | malware | scan-error | registry
+    # unsafe | truncated | signature | manifest | checksums | altered | missing | unlisted
+    # | malware | scan-error | registry
+    kind: str
     path: str  # the member's name in the bundle, or (archive)
     detail: str
 
@@ -89,7 +91,9 @@ def _stream(fh, size: int, members: list[Member], end: int, report: VerifyReport
             digest = hashlib.sha256()
             keep = member.name in mf.SIGNED and member.size <= META_LIMIT
             if member.name in mf.SIGNED and not keep:
-                report.findings.append(Finding("unsafe", member.name, f"{member.size} bytes: too large for a {member.name}"))
+                report.findings.append(
+                    Finding("unsafe", member.name, f"{member.size} bytes: too large for a {member.name}")
+                )
             buffer = meta.setdefault(member.name, bytearray()) if keep else None
 
             def sink(chunk: bytes, digest=digest, buffer=buffer) -> None:
@@ -112,10 +116,16 @@ def _stream(fh, size: int, members: list[Member], end: int, report: VerifyReport
             whole.update(chunk)
             trailing = trailing or chunk.count(0) != len(chunk)
         if trailing:
-            report.findings.append(Finding("unsafe", "(archive)", f"data after the end of the archive (byte {end} on)"))
+            report.findings.append(
+                Finding("unsafe", "(archive)", f"data after the end of the archive (byte {end} on)")
+            )
     except EOFError as cut:
         report.findings.append(
-            Finding("truncated", str(cut), f"the file ended early (truncated, {size} bytes on disk): copy it again")
+            Finding(
+                "truncated",
+                str(cut),
+                f"the file ended early (truncated, {size} bytes on disk): copy it again",
+            )
         )
     finally:
         report.bundle_sha256 = whole.hexdigest()
@@ -126,7 +136,9 @@ def _check_signed(meta: dict[str, bytes], verifier: Verifier, report: VerifyRepo
     """The trusted checksums (path -> hex), or None after recording why nothing can be trusted."""
     for name in mf.SIGNED:
         if name not in meta:
-            report.findings.append(Finding("missing", name, "the bundle has no " + name + ": it cannot be trusted"))
+            report.findings.append(
+                Finding("missing", name, "the bundle has no " + name + ": it cannot be trusted")
+            )
     if report.findings:
         return None
     check = mf.check_signature(verifier, meta[mf.MANIFEST], meta[mf.SIGNATURE])
@@ -143,7 +155,9 @@ def _check_signed(meta: dict[str, bytes], verifier: Verifier, report: VerifyRepo
         setattr(report, key, str(manifest[key]))
     if hashlib.sha256(meta[mf.CHECKSUMS]).hexdigest() != manifest["checksums_sha256"]:
         report.findings.append(
-            Finding("checksums", mf.CHECKSUMS, "does not match checksums_sha256 in the signed manifest: altered")
+            Finding(
+                "checksums", mf.CHECKSUMS, "does not match checksums_sha256 in the signed manifest: altered"
+            )
         )
         return None
     try:
@@ -163,7 +177,9 @@ def _compare(listed: dict[str, str], report: VerifyReport) -> None:
                 Finding("altered", path, f"expected sha256 {listed[path]} (checksums.txt), actual {actual}")
             )
     for path in sorted(set(report.hashes) - set(listed) - set(mf.SIGNED)):
-        report.findings.append(Finding("unlisted", path, "in the bundle but not in checksums.txt (added after signing?)"))
+        report.findings.append(
+            Finding("unlisted", path, "in the bundle but not in checksums.txt (added after signing?)")
+        )
     for component in report.manifest["components"] if report.manifest else []:
         path, expected = component["path"], component["sha256"]
         if path in listed:
@@ -176,17 +192,20 @@ def _compare(listed: dict[str, str], report: VerifyReport) -> None:
                 Finding(
                     "manifest",
                     path,
-                    f"{component['kind']} {component['name']} {component['version']}: the manifest says sha256 "
+                    f"{component['kind']} {component['name']} {component['version']}: "
+                    "the manifest says sha256 "
                     f"{expected}, checksums.txt gives {actual or 'nothing'}",
                 )
             )
 
 
-def verify_file(fh, display: str, verifier: Verifier, limits: Limits = Limits(), advance: Advance | None = None) -> VerifyReport:  # noqa: B008 - Limits is frozen
+def verify_file(
+    fh, display: str, verifier: Verifier, limits: Limits | None = None, advance: Advance | None = None
+) -> VerifyReport:
     """Verify the open bundle file fh (opened unbuffered, binary); `display` names it in the report."""
     report = VerifyReport(display, verifier.fingerprint)
     size = os.fstat(fh.fileno()).st_size
-    members, end, problems = list_members(fh, size, limits)
+    members, end, problems = list_members(fh, size, limits or Limits())
     if problems:
         for p in problems:
             kind = "truncated" if "cut short" in p.detail else "unsafe"
@@ -203,7 +222,9 @@ def verify_file(fh, display: str, verifier: Verifier, limits: Limits = Limits(),
     return report
 
 
-def verify_bundle(path: Path, verifier: Verifier, limits: Limits = Limits(), advance: Advance | None = None) -> VerifyReport:  # noqa: B008
+def verify_bundle(
+    path: Path, verifier: Verifier, limits: Limits | None = None, advance: Advance | None = None
+) -> VerifyReport:
     """Verify a bundle file; see the module docstring for what is checked."""
     try:
         with open(path, "rb", buffering=0) as fh:

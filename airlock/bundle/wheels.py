@@ -24,6 +24,7 @@ from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from rich.progress import Progress
 
 from airlock.bundle.errors import BundleError, BundleSpecError
 from airlock.bundle.spec import Spec, Target
@@ -170,12 +171,7 @@ Downloader = Callable[[LockEntry, Spec, Path], None]
 
 
 def fetch_wheels(
-    spec: Spec,
-    cache: Path,
-    *,
-    downloader: Downloader = pip_download,
-    on_download: Callable[[int], object] | None = None,
-    advance: Callable[[], object] | None = None,
+    spec: Spec, cache: Path, downloader: Downloader = pip_download, progress: Progress | None = None
 ) -> tuple[list[Wheel], str]:
     """The wheels for the spec's lock subset (from the cache, else downloaded) and that subset's text."""
     if spec.lock is None:
@@ -190,8 +186,7 @@ def fetch_wheels(
             missing.append(entry)
         else:
             wheels.append(wheel)
-    if on_download is not None:
-        on_download(len(missing))
+    task = progress.add_task("download wheels", total=len(missing)) if progress and missing else None
     for entry in missing:
         with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
             downloader(entry, spec, Path(tmp))
@@ -204,8 +199,8 @@ def fetch_wheels(
                 f"hash for the target's tags; check requirements.lock was made for {spec.target.python}"
             )
         wheels.append(wheel)
-        if advance is not None:
-            advance()
+        if progress is not None and task is not None:
+            progress.advance(task)
     subset = "".join(e.text for e in sorted(entries, key=lambda e: e.name))
     header = (
         "# The bundle's subset of requirements.lock; install on the target with\n"
