@@ -83,6 +83,27 @@ def test_the_unit_carries_every_hardening_property(host):
     assert "HF_HUB_OFFLINE=1" in shown["Environment"] and "TRANSFORMERS_OFFLINE=1" in shown["Environment"]
 
 
+def test_the_running_service_is_really_confined(host):
+    """Not just declared: the kernel's view of the live process and of its mount namespace."""
+    pid = host.check_output("systemctl show -p MainPID --value airlock")
+    with host.sudo():
+        status = dict(
+            line.split(":", 1) for line in host.file(f"/proc/{pid}/status").content_string.splitlines()
+        )
+        writable = {
+            path: host.run(f"nsenter -t {pid} -m -- test -w {path}").rc == 0
+            for path in ("/usr", "/etc/airlock", "/srv/model_registry", "/var/log/airlock/audit")
+        }
+    assert status["NoNewPrivs"].strip() == "1" and status["Seccomp"].strip() == "2"
+    assert int(status["CapBnd"], 16) == 0 and int(status["CapEff"], 16) == 0
+    assert writable == {
+        "/usr": False,
+        "/etc/airlock": False,
+        "/srv/model_registry": False,
+        "/var/log/airlock/audit": True,
+    }
+
+
 def test_only_sshd_and_the_api_listen_on_tcp(host):
     ports = {int(s.rsplit(":", 1)[1]) for s in host.socket.get_listening_sockets() if s.startswith("tcp")}
     assert ports == {22, 8443}
