@@ -9,6 +9,7 @@ machine.
 """
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,3 +39,18 @@ def lab_password(host):
 @pytest.fixture
 def mgmt_address(host):
     return host.ansible.get_variables()["ansible_host"]
+
+
+@pytest.fixture
+def controller_login(host):
+    """Log in as the controller does (its key, the lab's ssh config) and return `id -un`'s result."""
+
+    def login() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["ssh", "-F", str(LAB_SSH / "config"), host.backend.get_hostname(), "id", "-un"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    return login

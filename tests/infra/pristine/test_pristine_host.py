@@ -11,7 +11,6 @@ import pytest
 from reach import INTERNAL, OUTSIDE, dns, reaches
 
 ROOT = Path(__file__).resolve().parents[3]
-SSH_CONFIG = ROOT / ".cache" / "lab" / "ssh" / "config"
 
 
 def test_systemd_is_pid1_and_the_system_is_up(host):
@@ -21,13 +20,8 @@ def test_systemd_is_pid1_and_the_system_is_up(host):
     assert failed == "", f"failed units: {failed}"
 
 
-def test_sshd_accepts_the_controller_key(host):
-    result = subprocess.run(
-        ["ssh", "-F", str(SSH_CONFIG), host.backend.get_hostname(), "id", "-un"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+def test_sshd_accepts_the_controller_key(controller_login):
+    result = controller_login()
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ops"
 

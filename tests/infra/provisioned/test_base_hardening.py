@@ -7,7 +7,6 @@ against (falling back to the role's defaults), so the lab and a production inven
         --ansible-inventory=inventory/lab
 """
 
-import subprocess
 from pathlib import Path
 
 import paramiko
@@ -15,7 +14,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
-SSH_CONFIG = ROOT / ".cache" / "lab" / "ssh" / "config"
 DEFAULTS = yaml.safe_load((ROOT / "roles" / "base_hardening" / "defaults" / "main.yml").read_text())
 
 STRONG_CIPHERS = "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com"
@@ -146,13 +144,8 @@ def test_sshd_refuses_clients_that_offer_only_weak_algorithms(host, mgmt_address
         transport.close()
 
 
-def test_ops_still_logs_in_with_its_key(host):
-    result = subprocess.run(
-        ["ssh", "-F", str(SSH_CONFIG), host.backend.get_hostname(), "id", "-un"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+def test_ops_still_logs_in_with_its_key(controller_login):
+    result = controller_login()
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ops"
 
