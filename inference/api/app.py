@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from airlock import __version__
 from airlock.audit import AuditLog
@@ -164,6 +164,13 @@ def create_app(service: Service) -> FastAPI:
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return error(422, "invalid_request", f"{where}: {first.get('msg')}")
+
+    @app.exception_handler(ValidationError)
+    async def invalid_translation(_: Request, exc: ValidationError) -> JSONResponse:
+        # A client body that parsed but does not make a valid engine request is still the client's error.
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
         return error(422, "invalid_request", f"{where}: {first.get('msg')}")
 
     @app.exception_handler(AirlockError)

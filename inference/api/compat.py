@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from inference.engine.options import OptionError
-from inference.engine.request import GenerationRequest, LoraChoice
+from inference.engine.request import MAX_SEED, GenerationRequest, LoraChoice
 
 FOOOCUS_DEFAULT_SHARPNESS = 2.0
 SUPPORTED_ADVANCED = {"sampler_name", "scheduler_name"}
@@ -33,7 +33,7 @@ class FooocusRequest(BaseModel):
     performance_selection: str = "Speed"
     aspect_ratios_selection: str = "1152*896"
     image_number: int = Field(1, ge=1, le=32)
-    image_seed: int = Field(-1, ge=-1)
+    image_seed: int = Field(-1, ge=-1, le=MAX_SEED)
     sharpness: float = FOOOCUS_DEFAULT_SHARPNESS
     guidance_scale: float = Field(4.0, ge=1.0, le=30.0)
     base_model_name: str | None = None
@@ -88,7 +88,7 @@ class A1111Request(BaseModel):
     prompt: str = ""
     negative_prompt: str = ""
     styles: list[str] = Field(default_factory=list)
-    seed: int = Field(-1, ge=-1)
+    seed: int = Field(-1, ge=-1, le=MAX_SEED)
     sampler_name: str | None = None
     scheduler: str | None = None
     batch_size: int = Field(1, ge=1, le=32)

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
+
 
 class LoraChoice(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -26,7 +28,7 @@ class GenerationRequest(BaseModel):
     width: int | None = None
     height: int | None = None
     image_number: int = Field(1, ge=1, le=32)
-    seed: int = Field(-1, ge=-1, le=2**63 - 1)  # -1: random; image i uses seed + i
+    seed: int = Field(-1, ge=-1, le=MAX_SEED)  # -1: random; image i uses seed + i
     guidance_scale: float = Field(7.0, ge=1.0, le=30.0)
     base_model: str | None = None  # registry name; the engine's default when None
     loras: list[LoraChoice] = Field(default_factory=list, max_length=5)
