@@ -1,8 +1,8 @@
 """`airlock bundle build`: everything the enclave needs, as one signed, reproducible tar.
 
 Order, and why:
-1. gather the inputs (wheels from the cache or pip, .debs, the registry, files) and check them: the
-   registry must verify with its trusted key, so a broken registry is never shipped;
+1. gather the inputs (wheels from the cache or pip, python.wheels, .debs, the registry, files) and
+   check them: the registry must verify with its trusted key, so a broken registry is never shipped;
 2. `created` is SOURCE_DATE_EPOCH, else the newest input's mtime: it is the only time in the bundle;
 3. write the data members in sorted order to `<out>.partial`, hashing each as it is written (a wheel
    that no longer matches the lock's hash fails the build); then sbom.cdx.json, and last

@@ -1,6 +1,7 @@
 """`sbom.cdx.json`: the bundle's CycloneDX 1.6 software bill of materials (cyclonedx-python-lib).
 
-Wheels are `library` components (pkg:pypi purl, licenses from the wheel's METADATA, SHA-256),
+Wheels are `library` components (pkg:pypi purl, licenses from the wheel's METADATA, SHA-256;
+python.wheels ones carry airlock:origin=local, as no index holds them),
 .debs are `library` components (pkg:deb/debian purl with arch and distro, SHA-256), models are
 `machine-learning-model` components with the checksum from the signed registry manifest. The
 serial number and timestamp derive from the bundle's inputs, so the same inputs give the same bytes.
@@ -10,9 +11,7 @@ Only the build (connected side) imports this module; verify and import do not ne
 from __future__ import annotations
 
 import uuid
-import zipfile
 from datetime import UTC, datetime
-from email.parser import HeaderParser
 
 from cyclonedx.contrib.license.factories import LicenseFactory
 from cyclonedx.model import HashAlgorithm, HashType, Property
@@ -24,7 +23,7 @@ from packageurl import PackageURL
 
 from airlock.bundle.debs import Deb
 from airlock.bundle.spec import Spec
-from airlock.bundle.wheels import Wheel
+from airlock.bundle.wheels import Wheel, wheel_metadata
 from airlock.registry.manifest import ModelEntry
 
 SCHEMA = "1.6"
@@ -34,13 +33,9 @@ NAMESPACE = uuid.UUID("6b0e3c52-8f1e-4f0a-9a57-3d2f6c1b7a10")  # for uuid5 seria
 def wheel_licenses(wheel: Wheel) -> list[License]:
     """Licenses the wheel declares: License-Expression (PEP 639), else a one-line License field, else
     the `License ::` classifiers. Long License fields (a whole license text) are not names."""
-    with zipfile.ZipFile(wheel.path) as zf:
-        meta_name = next(
-            (n for n in zf.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1), None
-        )
-        if meta_name is None:
-            return []
-        meta = HeaderParser().parsestr(zf.read(meta_name).decode("utf-8", errors="replace"))
+    meta = wheel_metadata(wheel.path)
+    if meta is None:
+        return []
     factory = LicenseFactory()
     expression = (meta.get("License-Expression") or "").strip()
     if expression:
@@ -68,7 +63,10 @@ def wheel_component(wheel: Wheel) -> Component:
         bom_ref=purl.to_string(),
         licenses=wheel_licenses(wheel),
         hashes=_sha256(wheel.sha256),
-        properties=[Property(name="airlock:path", value=f"wheels/{wheel.path.name}")],
+        properties=[
+            Property(name="airlock:path", value=f"wheels/{wheel.path.name}"),
+            *([Property(name="airlock:origin", value="local")] if wheel.local else []),
+        ],
     )
 
 

@@ -2,14 +2,18 @@
 
     name: airlock-enclave
     version: 0.1.0
-    target: {distribution: debian-12, architecture: amd64, python: "3.11"}   # optional glibc: "2.36"
-    python: {lock: requirements.lock, only: [typer, rich]}                   # optional platforms: [...]
+    target: {distribution: debian-12, architecture: amd64, python: "3.11"}   # optional glibc: "2.36",
+                                                                             #   python_full: "3.11.2"
+    python: {lock: requirements.lock, requires: ["airlock[service]"],        # or only: [typer, rich];
+             wheels: [dist/airlock-0.1.0-py3-none-any.whl]}                  # optional platforms: [...]
     os_packages: {debs: [dist/a.deb], apt: [nftables]}
     models: {registry: .cache/lab-artifacts/registry, trust: .cache/lab-artifacts/org-keys/signing.pub}
     files: [{src: tls/ca.crt, dest: config/ca.crt}]
 
 Every section but name, version and target is optional; unknown keys are refused (a typo must not
-silently leave something out of the bundle).
+silently leave something out of the bundle). python.requires ships its roots and what they need on the
+target (by each wheel's Requires-Dist, pinned by the lock); python.only ships exactly the names given;
+with neither, the whole lock ships. python.wheels: local wheel files (not from an index), shipped too.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from airlock.bundle.errors import BundleSpecError
 
@@ -33,6 +39,15 @@ GLIBC = {
     "ubuntu-22.04": "2.35",
     "ubuntu-24.04": "2.39",
 }
+# The distribution's python3 (major.minor.micro): markers such as `python_full_version < "3.11.3"`
+# must see the hosts' interpreter, not "3.11.0".
+PYTHON_FULL = {
+    "debian-11": "3.9.2",
+    "debian-12": "3.11.2",
+    "debian-13": "3.13.5",
+    "ubuntu-22.04": "3.10.12",
+    "ubuntu-24.04": "3.12.3",
+}
 MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}  # Debian architecture -> wheel platform machine
 # manylinux aliases from before PEP 600 (PEP 513/571/599), by the glibc minor they stand for.
 LEGACY = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
@@ -45,6 +60,7 @@ class Target:
     architecture: str
     python: str
     glibc: str
+    python_full: str  # what PEP 508 markers see as python_full_version
 
     @property
     def machine(self) -> str:
@@ -82,6 +98,8 @@ class Spec:
     target: Target
     lock: Path | None = None
     only: tuple[str, ...] | None = None
+    requires: tuple[str, ...] | None = None  # roots: name or name[extra,...]
+    local_wheels: tuple[Path, ...] = ()  # python.wheels
     platforms: tuple[str, ...] = ()
     debs: tuple[Path, ...] = ()
     apt: tuple[str, ...] = ()
@@ -91,7 +109,8 @@ class Spec:
 
     def inputs(self) -> list[Path]:
         """The local files the spec names (for the `created` time when SOURCE_DATE_EPOCH is unset)."""
-        return [self.path, *([self.lock] if self.lock else []), *self.debs, *(f.src for f in self.files)]
+        lock = [self.lock] if self.lock else []
+        return [self.path, *lock, *self.local_wheels, *self.debs, *(f.src for f in self.files)]
 
 
 def _mapping(value: object, where: str, allowed: set[str]) -> dict:
@@ -143,8 +162,43 @@ def safe_relative(value: str, where: str) -> str:
     return norm
 
 
+def _roots(value: object) -> tuple[str, ...]:
+    roots = _strings(value, "python.requires")
+    if not roots:
+        raise BundleSpecError("python.requires is empty: name at least one root, or drop it")
+    for root in roots:
+        try:
+            req = Requirement(root)
+        except InvalidRequirement as exc:
+            raise BundleSpecError(f"python.requires item {root!r} is not a requirement: {exc}") from exc
+        if req.specifier or req.marker or req.url:
+            raise BundleSpecError(
+                f"python.requires item {root!r}: give a name with optional [extras] only "
+                "(versions come from python.lock)"
+            )
+    return roots
+
+
+def _local_wheels(base: Path, value: object) -> tuple[Path, ...]:
+    paths, names = [], {}
+    for item in _strings(value, "python.wheels"):
+        path = _existing(base, item, "python.wheels item")
+        try:
+            name = parse_wheel_filename(path.name)[0]
+        except InvalidWheelFilename as exc:
+            raise BundleSpecError(
+                f"python.wheels item {item!r} is not a wheel file name "
+                f"(name-version-python-abi-platform.whl): {exc}"
+            ) from exc
+        if name in names:
+            raise BundleSpecError(f"python.wheels: {names[name]} and {item} are both {name}: keep one")
+        names[name] = item
+        paths.append(path)
+    return tuple(paths)
+
+
 def _target(raw: object) -> Target:
-    doc = _mapping(raw, "target", {"distribution", "architecture", "python", "glibc"})
+    doc = _mapping(raw, "target", {"distribution", "architecture", "python", "glibc", "python_full"})
     distribution = _text(doc.get("distribution"), "target.distribution", IDENT)
     architecture = _text(doc.get("architecture"), "target.architecture")
     if architecture not in MACHINE:
@@ -160,7 +214,17 @@ def _target(raw: object) -> Target:
         )
     if not re.match(r"^2\.\d{1,2}$", _text(glibc, "target.glibc")):
         raise BundleSpecError(f'target.glibc {glibc!r}: give it as "2.NN"')
-    return Target(distribution, architecture, python, glibc)
+    known = PYTHON_FULL.get(distribution, "")
+    full = _text(
+        doc.get("python_full", known if known.startswith(python + ".") else f"{python}.0"),
+        "target.python_full",
+    )
+    if not (full.startswith(python + ".") and re.match(r"^3\.\d{1,2}\.\d{1,3}$", full)):
+        raise BundleSpecError(
+            f'target.python_full {full!r}: give the hosts\' python3 version as "{python}.N" '
+            "(it must start with target.python)"
+        )
+    return Target(distribution, architecture, python, glibc, full)
 
 
 def load_spec(path: Path) -> Spec:
@@ -174,11 +238,16 @@ def load_spec(path: Path) -> Spec:
         raise BundleSpecError(f"{path} is not valid UTF-8 YAML: {exc}") from exc
     doc = _mapping(doc, str(path), KEYS)
     base = path.parent
-    python = _mapping(doc.get("python"), "python", {"lock", "only", "platforms"})
+    python = _mapping(doc.get("python"), "python", {"lock", "only", "requires", "wheels", "platforms"})
     os_packages = _mapping(doc.get("os_packages"), "os_packages", {"debs", "apt"})
     models = _mapping(doc.get("models"), "models", {"registry", "trust"})
     if python and "lock" not in python:
         raise BundleSpecError("python: give the pinned lock file as python.lock (requirements.lock)")
+    if "only" in python and "requires" in python:
+        raise BundleSpecError(
+            "python: give either only (exactly these lock entries) or requires (these roots and their "
+            "dependencies), not both: drop python.only"
+        )
     if models and not ("registry" in models and "trust" in models):
         raise BundleSpecError(
             "models: give both registry (the signed registry folder) and trust (its public key, "
@@ -207,6 +276,8 @@ def load_spec(path: Path) -> Spec:
         target=_target(doc.get("target")),
         lock=_existing(base, python["lock"], "python.lock") if python else None,
         only=_strings(python["only"], "python.only") if "only" in python else None,
+        requires=_roots(python["requires"]) if "requires" in python else None,
+        local_wheels=_local_wheels(base, python.get("wheels")),
         platforms=_strings(python.get("platforms"), "python.platforms"),
         debs=tuple(
             _existing(base, d, "os_packages.debs item")

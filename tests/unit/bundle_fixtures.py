@@ -23,25 +23,36 @@ WHEELHOUSE = ROOT / ".cache" / "wheelhouse" / "wheelhouse.tar"
 REAL_WHEELS = ("idna-", "markupsafe-", "mdurl-")  # small requirements.lock wheels (make wheelhouse)
 
 
-def _tiny_wheel(folder: Path, name: str, version: str, license_expression: str) -> Path:
-    """A minimal valid wheel (zip with METADATA, WHEEL, RECORD), same bytes every time."""
+def _tiny_wheel(
+    folder: Path,
+    name: str,
+    version: str,
+    license_expression: str = "MIT",
+    requires: tuple[str, ...] = (),
+    extras: tuple[str, ...] = (),
+    tag: str = "py3-none-any",
+) -> Path:
+    """A minimal valid wheel (zip with METADATA, WHEEL, RECORD), same bytes every time; `requires` are
+    its Requires-Dist lines, `extras` its Provides-Extra."""
     dist = f"{name}-{version}.dist-info"
+    metadata = (
+        f"Metadata-Version: 2.4\nName: {name}\nVersion: {version}\nLicense-Expression: {license_expression}\n"
+        + "".join(f"Provides-Extra: {e}\n" for e in extras)
+        + "".join(f"Requires-Dist: {r}\n" for r in requires)
+    )
     files = {
         f"{name}/__init__.py": f'VERSION = "{version}"\n'.encode(),
-        f"{dist}/METADATA": (
-            f"Metadata-Version: 2.4\nName: {name}\nVersion: {version}\n"
-            f"License-Expression: {license_expression}\n"
-        ).encode(),
+        f"{dist}/METADATA": metadata.encode(),
         f"{dist}/WHEEL": (
-            b"Wheel-Version: 1.0\nGenerator: airlock-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-        ),
+            f"Wheel-Version: 1.0\nGenerator: airlock-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
+        ).encode(),
     }
     record = "".join(
         f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n"
         for n, d in files.items()
     )
     files[f"{dist}/RECORD"] = (record + f"{dist}/RECORD,,\n").encode()
-    path = folder / f"{name}-{version}-py3-none-any.whl"
+    path = folder / f"{name}-{version}-{tag}.whl"
     with zipfile.ZipFile(path, "w") as zf:
         for n, d in files.items():
             zf.writestr(zipfile.ZipInfo(n, date_time=(2020, 1, 1, 0, 0, 0)), d)
@@ -65,6 +76,55 @@ def wheels(folder: Path) -> list[Path]:
         _tiny_wheel(folder, "airlock_test_beta", "2.1", "Apache-2.0"),
         _tiny_wheel(folder, "airlock_test_gamma", "0.3", "BSD-3-Clause"),
     ]
+
+
+def dependency_wheels(folder: Path) -> list[Path]:
+    """An app whose Requires-Dist exercise markers and extras, and every wheel it could need."""
+    folder.mkdir(parents=True, exist_ok=True)
+    app = _tiny_wheel(
+        folder,
+        "dep_app",
+        "1.0",
+        requires=(
+            "dep-core>=1",
+            'dep-win; sys_platform == "win32"',
+            'dep-old; python_version < "3.10"',
+            'dep-arm; platform_machine == "aarch64"',
+            'dep-timeout; python_full_version < "3.11.3"',  # redis's async-timeout, on Debian 12
+            "dep-web[fast]",
+            'dep-gpu; extra == "gpu"',
+        ),
+        extras=("gpu",),
+    )
+    web = _tiny_wheel(
+        folder,
+        "dep_web",
+        "2.0",
+        requires=('dep-speed; extra == "fast"', 'dep-slow; extra == "slow"'),
+        extras=("fast", "slow"),
+    )
+    gpu = _tiny_wheel(folder, "dep_gpu", "3.0", requires=("dep-cuda",))
+    # a round after dep-web was read, more of its extras: its Requires-Dist must be read again
+    cuda = _tiny_wheel(folder, "dep_cuda", "4.0", requires=("dep-web[slow]",))
+    plain = [
+        _tiny_wheel(folder, name, "1.2")
+        for name in ("dep_core", "dep_win", "dep_old", "dep_arm", "dep_timeout", "dep_speed", "dep_slow")
+    ]
+    return [app, web, gpu, cuda, *plain]
+
+
+def local_wheel(folder: Path, name: str = "airlock_test_app", tag: str = "py3-none-any") -> Path:
+    """The project's own wheel as `pip wheel .` makes it: not on any index, with extras."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return _tiny_wheel(
+        folder,
+        name,
+        "0.1.0",
+        "Apache-2.0",
+        requires=("dep-core", 'dep-gpu; extra == "engine"', 'dep-web[fast]; extra == "service"'),
+        extras=("engine", "service"),
+        tag=tag,
+    )
 
 
 def write_lock(path: Path, wheel_paths: list[Path]) -> Path:

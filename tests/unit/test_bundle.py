@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,9 +22,9 @@ from airlock.audit import AuditWriteError
 from airlock.bundle import Custody, import_bundle, verify_bundle
 from airlock.bundle import manifest as mf
 from airlock.bundle.build import build_bundle
-from airlock.bundle.errors import BundleError
+from airlock.bundle.errors import BundleError, BundleSpecError
 from airlock.bundle.spec import load_spec
-from airlock.bundle.wheels import pip_download
+from airlock.bundle.wheels import fetch_wheels, pip_download, sha256_file
 from airlock.cli import app
 from airlock.keys import init_keys, load_verifier
 from airlock.registry import verify_registry
@@ -606,6 +608,221 @@ def test_a_spec_with_an_unknown_key_is_a_usage_error(kit, tmp_path):
     result = bundle_cli("build", "--spec", spec, "--key", kit.base / "transfer-keys", "--creator", "re")
     assert result.exit_code == 2
     assert "unknown key(s) fiels" in result.output
+
+
+# ----------------------------------------------------- python.requires (closure) and python.wheels
+
+
+@pytest.fixture
+def deps(tmp_path):
+    """A lock pinning fx.dependency_wheels, an empty cache, and a fake index that serves them."""
+    index = fx.dependency_wheels(tmp_path / "index")
+    src = tmp_path / "src"
+    src.mkdir()
+    fx.write_lock(src / "requirements.lock", index)
+    fetched = []
+
+    def from_index(entry, spec, dest):
+        fetched.append(entry.name)
+        (source,) = [w for w in index if w.name.split("-")[0].replace("_", "-") == entry.name]
+        shutil.copy(source, dest / source.name)
+
+    return SimpleNamespace(
+        src=src, index=index, fetched=fetched, download=from_index, cache=tmp_path / "cache"
+    )
+
+
+def deps_spec(deps, target=None, **python):
+    changes = {"target": target} if target else {}
+    path = write_spec(
+        deps.src,
+        python={"lock": "requirements.lock", **python},
+        os_packages=None,
+        models=None,
+        files=None,
+        **changes,
+    )
+    return load_spec(path)
+
+
+def shipped(deps, target=None, **python) -> tuple[set[str], str]:
+    wheels, lock = fetch_wheels(deps_spec(deps, target, **python), deps.cache, deps.download)
+    return {w.name for w in wheels}, lock
+
+
+def pinned(lock: str) -> set[str]:
+    return {line.split("==")[0] for line in lock.splitlines() if "==" in line}
+
+
+def test_requires_ships_the_roots_and_what_their_requires_dist_needs_on_the_target(deps):
+    names, lock = shipped(deps, requires=["dep-app"])
+    # not dep-win/dep-arm/dep-old (another platform, machine, Python), nor dep-gpu/dep-slow (extras
+    # nobody asked for); dep-timeout is, since Debian 12's python3 is 3.11.2
+    assert names == {"dep-app", "dep-core", "dep-web", "dep-speed", "dep-timeout"}
+    assert pinned(lock) == names
+    assert deps.fetched[0] == "dep-app"  # its wheel is read before anything it needs is fetched
+    assert sorted(deps.fetched) == sorted(names)
+    deps.fetched.clear()
+    assert shipped(deps, requires=["dep-app"])[0] == names
+    assert deps.fetched == []  # the second time, everything comes from the cache
+
+
+def test_markers_see_the_targets_python_and_machine(deps):
+    assert deps_spec(deps).target.python_full == "3.11.2"
+    debian_12 = {"distribution": "debian-12", "architecture": "amd64", "python": "3.11"}
+    names, _ = shipped(deps, {**debian_12, "python_full": "3.11.5"}, requires=["dep-app"])
+    assert "dep-timeout" not in names
+    names, _ = shipped(deps, {**debian_12, "architecture": "arm64", "python": "3.9"}, requires=["dep-app"])
+    assert {"dep-arm", "dep-old", "dep-timeout"} <= names and "dep-win" not in names
+    assert deps_spec(deps, {**debian_12, "python": "3.12"}).target.python_full == "3.12.0"
+    ubuntu = {"distribution": "ubuntu-22.04", "architecture": "amd64", "python": "3.10"}
+    assert deps_spec(deps, ubuntu).target.python_full == "3.10.12"
+    with pytest.raises(BundleSpecError, match=r"must start with target\.python"):
+        deps_spec(deps, {**debian_12, "python_full": "3.12.1"})
+
+
+def test_extras_are_followed_only_when_asked(deps):
+    plain, _ = shipped(deps, requires=["dep-app"])
+    names, lock = shipped(deps, requires=["dep-app[gpu]"])
+    # dep-gpu -> dep-cuda -> dep-web[slow]: dep-web's Requires-Dist is read again for the new extra
+    assert names == plain | {"dep-gpu", "dep-cuda", "dep-slow"}
+    assert pinned(lock) == names
+    with pytest.raises(
+        BundleSpecError, match=r"extra\(s\) gpux, which it does not provide \(it provides: gpu\)"
+    ):
+        shipped(deps, requires=["dep-app[gpux]"])
+
+
+def test_a_dependency_missing_from_the_lock_is_refused_by_name(deps):
+    fx.write_lock(deps.src / "requirements.lock", [w for w in deps.index if "dep_core" not in w.name])
+    with pytest.raises(BundleSpecError) as caught:
+        shipped(deps, requires=["dep-app"])
+    message = str(caught.value)
+    assert "dep-core is needed by dep-app 1.0 (Requires-Dist: dep-core>=1)" in message
+    assert "add it to requirements.in and run `make lock`" in message
+    with pytest.raises(BundleSpecError, match=r"dep-core is needed by python\.requires"):
+        shipped(deps, requires=["dep-core"])
+
+
+def test_only_and_requires_together_or_a_pinned_root_are_refused(deps):
+    with pytest.raises(BundleSpecError, match=r"not both: drop python\.only"):
+        deps_spec(deps, only=["dep-core"], requires=["dep-app"])
+    with pytest.raises(BundleSpecError, match=r"versions come from python\.lock"):
+        deps_spec(deps, requires=["dep-app>=1"])
+
+
+def test_a_local_wheel_is_a_root_whose_own_metadata_and_extras_drive_the_closure(deps):
+    local = fx.local_wheel(deps.src / "dist")
+    wheels = [f"dist/{local.name}"]
+    names, lock = shipped(deps, requires=["airlock-test-app"], wheels=wheels)
+    assert names == {"airlock-test-app", "dep-core"}
+    names, lock = shipped(deps, requires=["airlock-test-app[engine,service]"], wheels=wheels)
+    assert names == {
+        "airlock-test-app",
+        "dep-core",
+        "dep-gpu",
+        "dep-cuda",
+        "dep-web",
+        "dep-speed",
+        "dep-slow",
+    }
+    assert "airlock-test-app" not in deps.fetched  # never asked of an index
+    assert lock.endswith(f"airlock-test-app==0.1.0 --hash=sha256:{sha256_file(local)}\n")
+    assert local in deps_spec(deps, wheels=wheels).inputs()  # its mtime counts for `created`
+    with pytest.raises(BundleSpecError, match=r"airlock-test-app, which nothing in python\.requires needs"):
+        shipped(deps, requires=["dep-core"], wheels=wheels)
+
+
+def test_a_local_wheel_clashing_with_the_lock_is_refused(deps):
+    clash = fx._tiny_wheel(deps.src, "dep_core", "9.0")
+    for python in ({}, {"requires": ["dep-core"]}, {"only": ["dep-core"]}):
+        with pytest.raises(
+            BundleSpecError, match=r"python\.wheels holds dep-core, which python\.(lock|only) also pins"
+        ):
+            shipped(deps, wheels=[clash.name], **python)
+
+
+def test_a_local_wheel_the_target_cannot_install_is_refused(deps):
+    for tag in (
+        "cp311-cp311-win_amd64",
+        "cp312-cp312-manylinux_2_17_x86_64",
+        "py3-none-manylinux_2_39_x86_64",
+    ):
+        wheel = fx.local_wheel(deps.src / "dist", tag=tag)
+        with pytest.raises(BundleSpecError, match=f"{wheel.name} is built for {tag}; debian-12/amd64"):
+            shipped(deps, wheels=[f"dist/{wheel.name}"])
+    (deps.src / "dist" / "not-a-wheel.whl").write_bytes(b"PK")
+    with pytest.raises(BundleSpecError, match="is not a wheel file name"):
+        deps_spec(deps, wheels=["dist/not-a-wheel.whl"])
+
+
+@pytest.fixture
+def local_bundle(kit, tmp_path):
+    """The kit's spec plus a local wheel: built, and its wheels/ extracted."""
+    src = tmp_path / "src"
+    shutil.copytree(kit.src, src)
+    (tmp_path / "registry").symlink_to(kit.registry)
+    (tmp_path / "org-keys").symlink_to(kit.org_trust.parent)
+    local = fx.local_wheel(src / "dist")
+    spec = write_spec(src, python={"lock": "requirements.lock", "wheels": [f"dist/{local.name}"]})
+    built = build_bundle(
+        load_spec(spec),
+        tmp_path / "b.tar",
+        kit.transfer,
+        creator="re",
+        cache=kit.cache,
+        downloader=no_network,
+    )
+    out = tmp_path / "out" / "wheels"
+    out.mkdir(parents=True)
+    with tarfile.open(built.path) as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.startswith("wheels/"):
+                (out / member.name.removeprefix("wheels/")).write_bytes(tar.extractfile(member).read())
+        sbom = json.loads(tar.extractfile("sbom.cdx.json").read())
+    return SimpleNamespace(local=local, built=built, wheels=out, sbom=sbom)
+
+
+def test_a_local_wheel_ships_in_wheels_the_lock_the_manifest_and_the_sbom(kit, local_bundle):
+    local, digest = local_bundle.local, sha256_file(local_bundle.local)
+    assert (local_bundle.wheels / local.name).read_bytes() == local.read_bytes()
+    lock = (local_bundle.wheels / "requirements.lock").read_text()
+    assert f"airlock-test-app==0.1.0 --hash=sha256:{digest}\n" in lock
+    assert lock.count("--hash=sha256:") == len(kit.wheels) + 1
+    assert {
+        "kind": "wheel",
+        "name": "airlock-test-app",
+        "version": "0.1.0",
+        "path": f"wheels/{local.name}",
+        "sha256": digest,
+    } in local_bundle.built.manifest["components"]
+    (component,) = [c for c in local_bundle.sbom["components"] if c["name"] == "airlock-test-app"]
+    assert component["hashes"] == [{"alg": "SHA-256", "content": digest}]
+    assert component["licenses"] == [{"license": {"id": "Apache-2.0"}}]
+    assert {"name": "airlock:origin", "value": "local"} in component["properties"]
+    assert verify_bundle(local_bundle.built.path, load_verifier(kit.trust)).ok
+
+
+def test_pip_installs_the_bundles_lock_offline_checking_every_hash(kit, local_bundle, tmp_path):
+    spec = load_spec(kit.spec)
+    wheels = local_bundle.wheels
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index",
+        "--find-links", str(wheels), "--require-hashes", "--no-deps", "-r", str(wheels / "requirements.lock"),
+        "--target", str(tmp_path / "site"), "--only-binary=:all:", "--python-version", spec.target.python,
+        "--implementation", "cp", "--abi", spec.target.python_tag,
+        *[f"--platform={p}" for p in spec.target.platforms()],
+    ]  # fmt: skip
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    installed = {p.name.split("-")[0].lower() for p in (tmp_path / "site").glob("*.dist-info")}
+    expected = {w.name.split("-")[0].lower() for w in [*kit.wheels, local_bundle.local]}
+    assert installed == expected
+    # a local wheel whose bytes differ from the hash written in the lock is refused by pip
+    (wheels / local_bundle.local.name).write_bytes(local_bundle.local.read_bytes() + b"\0")
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert result.returncode != 0 and "THESE PACKAGES DO NOT MATCH THE HASHES" in result.stderr
 
 
 # ---------------------------------------------------------------------------------- ClamAV
