@@ -15,9 +15,13 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 INFRA_PYTEST := $(PY) -m pytest tests/infra/provisioned -p no:cacheprovider --hosts=ansible://gpu_hosts \
   --ansible-inventory=inventory/lab
 
-WHEELHOUSE := .cache/wheelhouse/wheelhouse.tar
+# The lab's transfer bundle (inventory/lab/bundle.yaml) and the Airlock wheel it carries.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+AIRLOCK_WHEEL := .cache/dist/airlock-$(VERSION)-py3-none-any.whl
+LAB_BUNDLE := .cache/bundle/airlock-lab.tar
+LAB_PLAYBOOK := ip netns exec mgmt $(VENV)/bin/ansible-playbook -i inventory/lab
 
-.PHONY: help venv lock wheelhouse lab-artifacts lab-provision test unit-test lab-test lab-infra-test lint demo bench lab-up lab-down lab-status clean
+.PHONY: help venv lock bundle lab-artifacts lab-provision test unit-test lab-test lab-infra-test lint demo bench lab-up lab-down lab-status clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,8 +36,16 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 venv: $(VENV)/.installed ## Create .venv from requirements.lock (hash-checked)
 
-wheelhouse: venv ## The GPU hosts' wheels (the service's subset of the lock + airlock), for the roles
-	$(PY) tools/wheelhouse.py .cache/wheelhouse
+# Fixed zip times (1980-01-01): the same checkout gives the same wheel, so the same bundle.
+$(AIRLOCK_WHEEL): $(VENV)/.installed pyproject.toml $(wildcard $(shell git ls-files airlock inference compliance 2>/dev/null))
+	rm -rf .cache/dist build
+	SOURCE_DATE_EPOCH=315532800 $(VENV)/bin/pip wheel --quiet --no-deps --no-build-isolation -w .cache/dist .
+	rm -rf build
+
+# `created` is the last commit's time (not the newest input file's mtime): a rebuild is byte-identical.
+bundle: venv lab-artifacts $(AIRLOCK_WHEEL) ## The lab's signed transfer bundle (wheels, apt repo, models) the lab host installs from
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 315532800) $(VENV)/bin/airlock bundle build --spec inventory/lab/bundle.yaml --out $(LAB_BUNDLE) \
+	  --key .cache/lab-artifacts/transfer-keys --creator "make bundle (lab, $$(whoami)@$$(hostname))"
 
 lab-artifacts: venv ## The lab's signed registry (tiny random-weight SDXL) and the org's signing key
 	tools/lab_artifacts.sh
@@ -47,11 +59,12 @@ test: unit-test lab-test ## Unit tests, then the lab tests (root: lab up -> test
 unit-test: venv ## Fast tests, no root needed
 	$(PY) -m pytest tests/unit
 
-lab-test: venv wheelhouse lab-artifacts ## Lab lifecycle, site.yml both ways, host tests (root); always tears down
+lab-test: venv bundle ## Lab lifecycle, bundle import, site.yml both ways, host tests (root); always tears down
 	$(PY) -m pytest tests/lab -p no:cacheprovider
 
-lab-provision: venv wheelhouse lab-artifacts ## Run playbooks/site.yml on a lab that is already up
-	ip netns exec mgmt $(VENV)/bin/ansible-playbook -i inventory/lab playbooks/site.yml
+lab-provision: venv bundle ## Import and publish the lab bundle, then run site.yml, on a lab that is up
+	$(LAB_PLAYBOOK) playbooks/bundle_import.yml
+	$(LAB_PLAYBOOK) playbooks/site.yml
 
 lab-infra-test: venv ## Host tests (testinfra) against a lab that is up and provisioned
 	ip netns exec mgmt $(INFRA_PYTEST)
@@ -62,7 +75,7 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile)
 	$(VENV)/bin/yamllint --strict .
 	$(VENV)/bin/ansible-lint --profile production
 
-demo: venv wheelhouse lab-artifacts ## The main job on the embedded default (root): lab up, checks, lab down
+demo: venv bundle ## The main job on the embedded default (root): lab up, checks, lab down
 	tools/demo.sh
 
 bench: venv ## Benchmarks, printed as ratios measured in one run (root for the lab cycle)

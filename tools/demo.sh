@@ -47,7 +47,14 @@ $airlock lab ssh enclave -- curl -sS --max-time 5 http://internal.lab.airlock.te
 step "Before any role runs, the enclave CAN reach 'the internet' (203.0.113.80 in outside)"
 $airlock lab ssh enclave -- curl -sS --max-time 5 http://203.0.113.80/
 
-step "Provision it: ansible-playbook -i inventory/lab playbooks/site.yml (from mgmt, offline wheelhouse)"
+step "The transfer bundle make built (wheels, apt repo, signed registry): verify it with the transfer key"
+$airlock bundle verify .cache/bundle/airlock-lab.tar --trust .cache/lab-artifacts/transfer-keys/signing.pub
+
+step "Import it on the controller (custody audited) and publish it to the host: playbooks/bundle_import.yml"
+ip netns exec mgmt .venv/bin/ansible-playbook -i inventory/lab playbooks/bundle_import.yml |
+  grep -E '"msg"|^enclave|^localhost'
+
+step "Provision it from the bundle only: ansible-playbook -i inventory/lab playbooks/site.yml (from mgmt)"
 ip netns exec mgmt .venv/bin/ansible-playbook -i inventory/lab playbooks/site.yml | tail -n 4
 
 step "Egress is closed now (HTTP over IPv4 and IPv6 here; the host tests probe UDP and ICMP too); internal still answers"

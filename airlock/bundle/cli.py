@@ -195,6 +195,9 @@ def import_(
     clamav_db: Path = DbOption,
     max_member_bytes: int = MaxMemberOption,
     max_total_bytes: int = MaxTotalOption,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the result as JSON (path, sha256, already, models) for playbooks."
+    ),
 ) -> None:
     """Verify, then extract into the store and audit each model with its chain of custody."""
     verifier = _verifier(trust, "--trust")
@@ -221,12 +224,28 @@ def import_(
                 advance=lambda n: progress.advance(task, n),
             )
     except BundleRefused as exc:
-        _print_report(exc.report, False)
+        _print_report(exc.report, as_json)
         fail(exc)
     except BundleSpecError as exc:
         fail(exc, 2)
     except (AirlockError, OSError) as exc:
         fail(exc)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "path": str(result.path),
+                    "sha256": result.sha256,
+                    "already": result.already,
+                    "name": result.report.name,
+                    "version": result.report.version,
+                    "models": len(result.models),
+                    "notes": result.report.notes,
+                },
+                indent=2,
+            )
+        )
+        return
     if result.already:
         typer.echo(f"already imported: {result.path} (nothing changed)")
     else:

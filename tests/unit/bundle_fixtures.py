@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import shutil
 import subprocess
 import tarfile
 import zipfile
@@ -19,8 +20,8 @@ from airlock.keys import Signer, Verifier
 from airlock.registry import import_model
 
 ROOT = Path(__file__).resolve().parents[2]
-WHEELHOUSE = ROOT / ".cache" / "wheelhouse" / "wheelhouse.tar"
-REAL_WHEELS = ("idna-", "markupsafe-", "mdurl-")  # small requirements.lock wheels (make wheelhouse)
+DOWNLOADED = ROOT / ".cache" / "bundle" / "wheels"  # `make bundle`'s download cache
+REAL_WHEELS = ("idna-", "markupsafe-", "mdurl-")  # small requirements.lock wheels
 
 
 def _tiny_wheel(
@@ -60,17 +61,13 @@ def _tiny_wheel(
 
 
 def wheels(folder: Path) -> list[Path]:
-    """Three small wheels: real ones from the wheelhouse when it was built, else tiny local ones."""
+    """Three small wheels: real ones once `make bundle` downloaded them, else tiny local ones."""
     folder.mkdir(parents=True, exist_ok=True)
-    if WHEELHOUSE.is_file():
-        with tarfile.open(WHEELHOUSE) as tar:
-            chosen = [
-                m for m in tar.getmembers() if m.name.endswith(".whl") and m.name.startswith(REAL_WHEELS)
-            ]
-            if len(chosen) == len(REAL_WHEELS):
-                for member in chosen:
-                    (folder / member.name).write_bytes(tar.extractfile(member).read())
-                return sorted(folder / m.name for m in chosen)
+    chosen = sorted(p for p in DOWNLOADED.glob("*.whl") if p.name.startswith(REAL_WHEELS))
+    if len(chosen) == len(REAL_WHEELS):
+        for wheel in chosen:
+            shutil.copyfile(wheel, folder / wheel.name)
+        return [folder / wheel.name for wheel in chosen]
     return [
         _tiny_wheel(folder, "airlock_test_alpha", "1.0", "MIT"),
         _tiny_wheel(folder, "airlock_test_beta", "2.1", "Apache-2.0"),
