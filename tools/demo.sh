@@ -13,6 +13,7 @@ if [ -e /run/airlock-lab/state.json ]; then
   exit 2
 fi
 before=$(machine_state)
+rm -rf .cache/lab-controller  # the lab controller's bundle store and audit: this demo imports afresh
 
 # The embedded default: a tiny random-weight SDXL built here (no download), in a demo registry.
 demo=.cache/demo
