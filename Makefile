@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 INFRA_PYTEST := $(PY) -m pytest tests/infra/provisioned -p no:cacheprovider --hosts=ansible://gpu_hosts \
   --ansible-inventory=inventory/lab
 
-# The lab's transfer bundle (inventory/lab/bundle.yaml) and the Airlock wheel it carries.
+# The lab's transfer bundle (tools/lab-bundle.yaml) and the Airlock wheel it carries.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 AIRLOCK_WHEEL := .cache/dist/airlock-$(VERSION)-py3-none-any.whl
 LAB_BUNDLE := .cache/bundle/airlock-lab.tar
@@ -44,10 +44,11 @@ $(AIRLOCK_WHEEL): $(VENV)/.installed pyproject.toml $(wildcard $(shell git ls-fi
 
 # `created` is the last commit's time (not the newest input file's mtime): a rebuild is byte-identical.
 bundle: venv lab-artifacts $(AIRLOCK_WHEEL) ## The lab's signed transfer bundle (wheels, apt repo, models) the lab host installs from
-	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 315532800) $(VENV)/bin/airlock bundle build --spec inventory/lab/bundle.yaml --out $(LAB_BUNDLE) \
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+	  $(VENV)/bin/airlock bundle build --spec tools/lab-bundle.yaml --out $(LAB_BUNDLE) \
 	  --key .cache/lab-artifacts/transfer-keys --creator "make bundle (lab, $$(whoami)@$$(hostname))"
 
-lab-artifacts: venv ## The lab's signed registry (tiny random-weight SDXL) and the org's signing key
+lab-artifacts: venv ## The lab's signed registry (tiny random-weight SDXL), its signing key and the transfer key
 	tools/lab_artifacts.sh
 
 lock: ## Re-resolve requirements.in into requirements.lock (pins + sha256)
