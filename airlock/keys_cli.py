@@ -1,4 +1,4 @@
-"""`airlock keys ...`: the organisation's Ed25519 signing key."""
+"""`airlock keys ...`: the organisation's Ed25519 signing key, and rotating tenants' output KEKs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from airlock import keys
+from airlock.audit.layout import audit_root
 from airlock.clitools import fail
 from airlock.errors import AirlockError
 
@@ -47,3 +48,43 @@ def show(
     except AirlockError as exc:
         fail(exc)
     typer.echo(keys.public_pem(verifier.public).decode() if public else verifier.fingerprint, nl=not public)
+
+
+@app.command(epilog="Example: airlock keys rotate --tenant healthcare_system_b")
+def rotate(
+    tenant: str = typer.Option(..., "--tenant", help="Tenant whose output KEK to rotate."),
+    keys_dir: Path = typer.Option(
+        Path("/etc/airlock/kek"),
+        "--keys-dir",
+        envvar="AIRLOCK_KEK_DIR",
+        help="The tenants' output KEKs (0700; kept apart from the store).",
+    ),
+    store: Path = typer.Option(
+        Path("/var/lib/airlock/outputs"),
+        "--store",
+        envvar="AIRLOCK_OUTPUTS",
+        help="The encrypted output store.",
+    ),
+    audit: Path = typer.Option(
+        audit_root,
+        "--audit-root",
+        envvar="AIRLOCK_AUDIT_ROOT",
+        show_default="/var/log/airlock/audit",
+        help="The audit log root; the rotation is refused if its record cannot be written.",
+    ),
+    actor: str = typer.Option(
+        None, "--actor", show_default="$SUDO_USER or the OS user", help="Who rotates (recorded)."
+    ),
+) -> None:
+    """New KEK for a tenant's encrypted outputs; every data key re-wrapped (images untouched)."""
+    # The one place `airlock` reaches into `inference`: the output store needs only airlock and
+    # cryptography, never the service's or the engine's dependencies.
+    from inference.store import cli as outputs_cli
+    from inference.store.errors import InvalidInput
+    from inference.store.names import check_tenant
+
+    try:
+        check_tenant(tenant)
+    except InvalidInput as exc:
+        fail(exc, 2)
+    outputs_cli.rotate_tenant(tenant, keys_dir, store, audit, actor or outputs_cli.default_actor())
