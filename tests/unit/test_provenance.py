@@ -5,15 +5,19 @@ import copy
 import hashlib
 import io
 import json
+import random
+import zlib
+from xml.sax.saxutils import escape as xml_escape
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from PIL.PngImagePlugin import PngInfo
 from typer.testing import CliRunner
 
 from airlock.keys import init_keys, load_signer, load_verifier
 from airlock.provenance import (
     FORMAT,
+    ProvenanceError,
     attach,
     build_record,
     canonical,
@@ -26,6 +30,7 @@ from airlock.provenance import (
     write_sidecar,
 )
 from airlock.provenance.cli import app
+from airlock.provenance.embed import KEY, XMP_PACKET, read_embedded
 from airlock.provenance.verify import (
     IMAGE_ALTERED,
     MALFORMED,
@@ -210,6 +215,12 @@ def test_embedding_again_replaces_the_record(fmt, signer, verifier):
     if fmt == "jpeg":
         applist = Image.open(io.BytesIO(again)).applist
         assert sum(1 for m, s in applist if m == "COM" and s.startswith(b"airlock:provenance\0")) == 1
+    elif fmt == "png":
+        assert [data[:19] for kind, data in png_chunks(again) if kind == b"iTXt"] == [b"airlock:provenance\0"]
+    else:
+        assert [kind for kind, _ in riff_chunks(again)].count(b"XMP ") == 1
+    if fmt != "jpeg":  # replaced in place: the same file, bar the difference in record length
+        assert len(again) - len(out) == record_chunk_size(second, fmt) - record_chunk_size(extract(out), fmt)
 
 
 def test_jpeg_embedding_leaves_the_compressed_data_alone(signer):
@@ -228,6 +239,215 @@ def test_a_record_too_long_for_one_jpeg_segment_spans_several(signer, verifier):
     assert sum(1 for m, s in applist if m == "COM" and s.startswith(b"airlock:provenance\0")) > 2
     assert extract(out) == signed
     assert verify(out, [verifier]).valid
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, data) of each PNG chunk, CRCs checked: a reader independent of the one under test."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, pos = [], 8
+    while pos < len(data):
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        assert zlib.crc32(kind + body) == int.from_bytes(data[pos + 8 + length : pos + 12 + length], "big")
+        chunks.append((kind, body))
+        pos += 12 + length
+    assert pos == len(data) and chunks[-1][0] == b"IEND"
+    return chunks
+
+
+def riff_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(FourCC, payload) of each WebP chunk; the RIFF size and the padding are checked."""
+    assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    assert int.from_bytes(data[4:8], "little") == len(data) - 8
+    chunks, pos = [], 12
+    while pos < len(data):
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        chunks.append((data[pos : pos + 4], data[pos + 8 : pos + 8 + size]))
+        if size & 1:
+            assert data[pos + 8 + size] == 0  # the pad byte
+        pos += 8 + size + (size & 1)
+    assert pos == len(data)
+    return chunks
+
+
+def record_chunk_size(signed: dict, fmt: str) -> int:
+    """What the record alone adds to a file: its chunk, with header (and CRC or padding)."""
+    text = canonical(signed)
+    if fmt == "png":
+        return 12 + len(b"airlock:provenance\0\1\0\0\0") + len(zlib.compress(text))
+    xmp = XMP_PACKET.format(xml_escape(text.decode())).encode()
+    return 8 + len(xmp) + len(xmp) % 2
+
+
+def pixels(data: bytes) -> tuple[str, tuple[int, int], bytes]:
+    image = Image.open(io.BytesIO(data))
+    return image.mode, image.size, image.tobytes()
+
+
+def test_png_embedding_splices_one_chunk_before_the_image_data(signer):
+    image = generated("png")
+    out, signed = attach(image, "png", signer, **FIELDS)
+    before, after = png_chunks(image), png_chunks(out)
+    record = (b"iTXt", b"airlock:provenance\0\1\0\0\0" + zlib.compress(canonical(signed)))
+    first_idat = [kind for kind, _ in before].index(b"IDAT")
+    assert after == [*before[:first_idat], record, *before[first_idat:]]  # all else byte for byte
+    assert len(out) - len(image) == record_chunk_size(signed, "png") < len(canonical(signed)) + 100
+    decoded = Image.open(io.BytesIO(out))  # Pillow finds it without decoding the pixels
+    assert decoded.info[KEY] == decoded.text[KEY] == canonical(signed).decode()
+    assert decoded.text["parameters"] == '{"airlock":{}}'
+    assert pixels(out) == pixels(image)
+    assert read_embedded(decoded) == extract(out) == signed  # Pillow's reading and ours agree
+
+
+def test_png_keeps_its_other_chunks_and_drops_an_old_record_wherever_it_was(signer, verifier):
+    image = Image.frombytes("RGBA", (17, 9), hashlib.shake_256(b"rgba").digest(17 * 9 * 4))
+    info = PngInfo()
+    info.add_text("parameters", "Längsschnitt", zip=True)  # zTXt, whose keyword is not ours
+    info.add_itxt(KEY, "an older record, before IDAT", zip=False)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info, dpi=(300, 300), icc_profile=b"not really a profile")
+    old = buffer.getvalue()
+    # Another older record after the image data, where Pillow only finds it after decoding.
+    iend = old.rindex(b"IEND") - 4
+    trailer = b"airlock:provenance\0stale"
+    old = old[:iend] + len(trailer).to_bytes(4, "big") + b"tEXt" + trailer
+    old += zlib.crc32(b"tEXt" + trailer).to_bytes(4, "big") + b"\0\0\0\0IEND\xaeB`\x82"
+    with pytest.raises(ProvenanceError, match="more than one different"):
+        extract(old)
+    out, signed = attach(old, "png", signer, **FIELDS)
+    kinds = [kind for kind, _ in png_chunks(out)]
+    assert kinds == [b"IHDR", b"iCCP", b"zTXt", b"pHYs", b"iTXt", b"IDAT", b"IEND"]
+    kept = [chunk for chunk in png_chunks(old) if not chunk[1].startswith(b"airlock:provenance\0")]
+    assert [chunk for chunk in png_chunks(out) if chunk[0] != b"iTXt"] == kept
+    assert extract(out) == signed and verify(out, [verifier]).valid
+    assert pixels(out) == pixels(old)
+
+
+def webp(kind: str) -> bytes:
+    """WebP files as encoders write them: odd sizes, so that the canvas and padding are exercised."""
+    noise = hashlib.shake_256(kind.encode()).digest(47 * 33 * 4)
+    rgb, rgba = (
+        Image.frombytes("RGB", (47, 33), noise[: 47 * 33 * 3]),
+        Image.frombytes("RGBA", (47, 33), noise),
+    )
+    exif = Image.Exif()
+    exif[0x010E] = '{"airlock":{}}'
+    buffer = io.BytesIO()
+    {
+        "lossy": lambda: rgb.save(buffer, format="WEBP", quality=80),  # simple: VP8 only
+        "lossy+exif": lambda: rgb.save(
+            buffer, format="WEBP", quality=95, exif=exif.tobytes()
+        ),  # the engine's
+        "lossy+alpha": lambda: rgba.save(buffer, format="WEBP", quality=80),  # VP8X, ALPH, VP8
+        "lossless": lambda: rgb.save(buffer, format="WEBP", lossless=True),  # simple: VP8L only
+        "lossless+alpha": lambda: rgba.save(buffer, format="WEBP", lossless=True),  # simple, VP8L alpha bit
+    }[kind]()
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["lossy", "lossy+exif", "lossy+alpha", "lossless", "lossless+alpha"])
+def test_webp_embedding_splices_an_xmp_chunk_and_keeps_the_bitstream(kind, signer, verifier):
+    image = webp(kind)
+    out, signed = attach(image, "webp", signer, **FIELDS)
+    before, after = riff_chunks(image), riff_chunks(out)
+    simple = before[0][0] != b"VP8X"
+    assert simple == (kind in ("lossy", "lossless", "lossless+alpha"))  # VP8L carries its own alpha
+    # Every chunk but VP8X is kept byte for byte (the VP8/VP8L bitstream above all), XMP is added.
+    assert [c for c in after if c[0] not in (b"VP8X", b"XMP ")] == [c for c in before if c[0] != b"VP8X"]
+    assert [fourcc for fourcc, _ in after][-1:] == [b"XMP "]
+    (fourcc, header), old_header = after[0], before[0][1]
+    assert fourcc == b"VP8X" and len(header) == 10
+    flags = header[0]
+    assert flags & 0x04  # XMP
+    assert bool(flags & 0x08) == (kind == "lossy+exif")  # EXIF
+    assert bool(flags & 0x10) == kind.endswith("alpha")  # alpha
+    assert not flags & 0x22  # no ICC, no animation
+    assert (int.from_bytes(header[4:7], "little") + 1, int.from_bytes(header[7:10], "little") + 1) == (47, 33)
+    if not simple:
+        assert header == bytes([old_header[0] | 0x04]) + old_header[1:]
+    # The file grows by the record's chunk (and a VP8X header where there was none) only.
+    assert len(out) - len(image) == record_chunk_size(signed, "webp") + (18 if simple else 0)
+    decoded = Image.open(io.BytesIO(out))
+    assert pixels(out) == pixels(image)
+    assert decoded.info["xmp"] == after[-1][1]
+    assert read_embedded(decoded) == extract(out) == signed  # Pillow's reading and ours agree
+    if kind == "lossy+exif":
+        assert decoded.info["exif"] == Image.open(io.BytesIO(image)).info["exif"]
+        assert decoded.getexif()[0x010E] == '{"airlock":{}}'
+    verdict = verify(out, [verifier])
+    assert verdict.valid, verdict.reasons
+
+
+def test_webp_xmp_is_well_formed_xml(signer):
+    pytest.importorskip("defusedxml")  # what Pillow's getxmp parses with
+    fields = {**FIELDS, "parameters": {**FIELDS["parameters"], "prompt": 'a <b> & "c" ]]>'}}
+    out, signed = attach(generated("webp"), "webp", signer, **fields)
+    xmp = Image.open(io.BytesIO(out)).getxmp()
+    assert json.loads(xmp["xmpmeta"]["RDF"]["Description"]["provenance"]) == signed
+
+
+def test_webp_with_foreign_xmp_is_refused(signer):
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="WEBP", xmp=b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
+    _, signed = attach(generated("webp"), "webp", signer, **FIELDS)
+    with pytest.raises(ProvenanceError, match="already has XMP"):
+        embed(buffer.getvalue(), "webp", signed)
+
+
+def test_a_record_from_the_pillow_re_encoding_is_replaced(signer, verifier):
+    """Files embedded before the splicing (Pillow wrote the record) take a new record in its place."""
+    image = Image.open(io.BytesIO(generated("webp")))
+    _, old = attach(generated("webp"), "webp", signer, **FIELDS)
+    buffer = io.BytesIO()
+    xmp = XMP_PACKET.format(xml_escape(canonical(old).decode())).encode()
+    image.save(buffer, format="WEBP", lossless=True, exact=True, xmp=xmp, exif=image.info["exif"])
+    out, signed = attach(buffer.getvalue(), "webp", signer, **{**FIELDS, "seed": 99})
+    assert [fourcc for fourcc, _ in riff_chunks(out)].count(b"XMP ") == 1
+    assert extract(out) == signed and verify(out, [verifier]).valid
+
+
+@pytest.mark.parametrize("fmt", ["png", "webp"])
+def test_animated_images_are_refused(fmt, signer):
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ("red", "blue")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=fmt.upper(), save_all=True, append_images=frames[1:])
+    _, signed = attach(generated(fmt), fmt, signer, **FIELDS)
+    with pytest.raises(ProvenanceError, match="animated"):
+        embed(buffer.getvalue(), fmt, signed)
+
+
+def test_a_png_record_larger_than_pillow_reads_is_refused(signer, monkeypatch):
+    _, signed = attach(generated("png"), "png", signer, **FIELDS)
+    monkeypatch.setattr(PngImagePlugin, "MAX_TEXT_CHUNK", 512)
+    with pytest.raises(ProvenanceError, match="sidecar"):
+        embed(generated("png"), "png", signed)
+
+
+@pytest.mark.parametrize("fmt", ["png", "webp"])
+def test_extract_survives_garbage(fmt, signer):
+    out, _ = attach(generated(fmt), fmt, signer, **FIELDS)
+    rng = random.Random(fmt)  # noqa: S311 (reproducible damage, not secrets)
+    damaged = [out[:cut] for cut in (0, 5, 12, 20, len(out) // 2, len(out) - 1)]
+    damaged += [
+        out[:i] + bytes([out[i] ^ (1 << rng.randrange(8))]) + out[i + 1 :]
+        for i in rng.sample(range(len(out)), 300)
+    ]
+    damaged += [
+        out[:12] + rng.randbytes(200),
+        out[:8] + b"\xff" * 16,
+        rng.randbytes(500),
+        b"RIFF\xff\xff\xff\x7fWEBP",
+    ]
+    for data in damaged:
+        try:
+            found = extract(data)
+        except ProvenanceError:
+            continue
+        assert found is None or isinstance(found, dict)
+    # A flipped bit in the record is caught by the chunk's CRC (PNG) or the JSON parser (WebP).
+    at = out.index(b"airlock:provenance") + 40 if fmt == "png" else out.index(b'<airlock:provenance>{"') + 20
+    with pytest.raises(ProvenanceError):
+        extract(out[:at] + bytes([out[at] ^ 0x40]) + out[at + 1 :])
 
 
 def test_embedding_refuses_the_wrong_format(signer):
