@@ -20,7 +20,9 @@ from airlock.ca_cli import app as ca_app
 from airlock.keys_cli import app as keys_app
 from airlock.lab.cli import app as lab_app
 from airlock.policy.cli import app as policy_app
+from airlock.provenance.cli import app as provenance_app
 from airlock.registry.cli import app as models_app
+from airlock.store.cli import app as outputs_app
 
 app = typer.Typer(
     help="Airlock: air-gapped SDXL image generation for regulated environments.",
@@ -37,6 +39,8 @@ app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(ca_app, name="ca")
 app.add_typer(policy_app, name="policy")
 app.add_typer(bundle_app, name="bundle")
+app.add_typer(outputs_app, name="outputs")
+app.add_typer(provenance_app, name="provenance")
 
 
 @app.command(epilog="Example: airlock version")

@@ -54,7 +54,7 @@ def show(
 def rotate(
     tenant: str = typer.Option(..., "--tenant", help="Tenant whose output KEK to rotate."),
     keys_dir: Path = typer.Option(
-        Path("/etc/airlock/kek"),
+        Path("/var/lib/airlock/kek"),
         "--keys-dir",
         envvar="AIRLOCK_KEK_DIR",
         help="The tenants' output KEKs (0700; kept apart from the store).",
@@ -77,11 +77,9 @@ def rotate(
     ),
 ) -> None:
     """New KEK for a tenant's encrypted outputs; every data key re-wrapped (images untouched)."""
-    # The one place `airlock` reaches into `inference`: the output store needs only airlock and
-    # cryptography, never the service's or the engine's dependencies.
-    from inference.store import cli as outputs_cli
-    from inference.store.errors import InvalidInput
-    from inference.store.names import check_tenant
+    from airlock.store import cli as outputs_cli  # imported here: `airlock keys` stays fast to start
+    from airlock.store.errors import InvalidInput
+    from airlock.store.names import check_tenant
 
     try:
         check_tenant(tenant)

@@ -39,7 +39,14 @@ class PathSettings(BaseModel):
     audit_root: Path = Path("/var/log/airlock/audit")
     registry: Path = Path("/srv/model_registry")
     trust_key: Path = Path("/etc/airlock/keys/signing.pub")
-    outputs: Path = Path("/var/lib/airlock/outputs")
+    outputs: Path = Path("/var/lib/airlock/outputs")  # images, encrypted per tenant (airlock/store)
+    output_keys: Path = Path("/var/lib/airlock/kek")  # the outputs' key-encryption keys, per tenant (0700)
+    # Full prompts (the audit log holds the sanitized ones): encrypted under their own KEKs, with their own
+    # retention, read only with the audit:read-full permission.
+    prompts: Path = Path("/var/lib/airlock/prompts")
+    prompt_keys: Path = Path("/var/lib/airlock/prompt-kek")
+    prompt_policy: Path = Path("/etc/airlock/prompts.yml")  # policies/prompts.yml: block / redact / allow
+    signing_key: Path = Path("/etc/airlock/keys")  # the host's key: signs provenance (and audit seals)
 
 
 class EngineConfig(BaseModel):
@@ -141,6 +148,16 @@ class ServiceSettings(BaseSettings):
         if not paths.trust_key.exists():
             problems.append(
                 f"paths.trust_key: no public key at {paths.trust_key} to check the model manifest with"
+            )
+        if not paths.prompt_policy.is_file():
+            problems.append(
+                f"paths.prompt_policy: no prompt policy at {paths.prompt_policy}; start from "
+                "policies/prompts.yml (every prompt is screened before it is logged or generated)"
+            )
+        if not (paths.signing_key / "signing.key").is_file():
+            problems.append(
+                f"paths.signing_key: no signing key in {paths.signing_key} to sign image provenance; "
+                "create one with `airlock keys init --dir DIR`"
             )
         for path in (paths.registry, paths.registry / "model_manifest.yaml"):
             if path.exists() and _writable_by_service(path):

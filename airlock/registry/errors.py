@@ -18,4 +18,4 @@ class ModelIntegrityError(RegistryError):
 
 
 class ModelRestrictedError(RegistryError):
-    """The model is restricted to another tenant."""
+    """The model is restricted to another tenant (its message is a missing model's: no oracle)."""

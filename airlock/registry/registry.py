@@ -32,22 +32,21 @@ class Registry:
     def get(self, name: str, *, tenant: str | None = None, kind: str | None = None) -> ModelEntry:
         wanted, _, version = name.partition("@")
         matches = [e for e in self._entries if e.name == wanted and (not version or e.version == version)]
+        # Only names this tenant may use: the message can reach the tenant's API client.
+        known = sorted({e.ref for e in self._entries if e.allowed_for(tenant)})
+        missing = (
+            f"no model {name!r} in the registry {self.root}; known: {', '.join(known) or 'none'}. "
+            "Import it with `airlock models import` or fix the model name"
+        )
         if not matches:
-            # Only names this tenant may use: the message can reach the tenant's API client.
-            known = sorted({e.ref for e in self._entries if e.allowed_for(tenant)})
-            raise RegistryError(
-                f"no model {name!r} in the registry {self.root}; known: {', '.join(known) or 'none'}. "
-                "Import it with `airlock models import` or fix the model name"
-            )
+            raise RegistryError(missing)
         if len(matches) > 1:
             versions = ", ".join(e.ref for e in matches)
             raise RegistryError(f"model {name!r} has several versions ({versions}): name one as name@version")
         entry = matches[0]
         if not entry.allowed_for(tenant):
-            raise ModelRestrictedError(
-                f"model {entry.ref} is restricted to {entry.restricted_to}, not "
-                f"{tenant or 'requests without a tenant'}: use a model open to this tenant"
-            )
+            # Word for word a missing model's message: another tenant's model must not be an oracle.
+            raise ModelRestrictedError(missing)
         if kind is not None and entry.kind != kind:
             raise RegistryError(
                 f"model {entry.ref} is a {entry.kind} model, not a {kind}: pick a {kind} model"

@@ -12,7 +12,10 @@ import asyncio
 import base64
 import collections
 import contextlib
+import hashlib
+import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -28,13 +31,16 @@ from pydantic import BaseModel, ValidationError
 from airlock import __version__
 from airlock.audit import AuditLog
 from airlock.errors import AirlockError
+from airlock.keys import Signer
 from airlock.registry import Registry
+from airlock.store import OutputNotFound, OutputStore, OutputTampered
 from inference.api.compat import A1111_SAMPLERS, A1111Request, FooocusRequest
 from inference.auth import Authenticator, AuthError, Principal, extract_key
 from inference.engine.engine import Engine
 from inference.engine.options import SAMPLERS, OptionError
 from inference.engine.request import GenerationRequest
 from inference.queue import Job, JobQueue, JobState, QueueClosed, QueueFull, UnknownJob
+from inference.sanitize import PromptBlocked, PromptPolicy
 from inference.settings import ServiceSettings
 
 
@@ -64,6 +70,17 @@ class Service:
     authenticator: Authenticator
     audit: AuditLog
     registry: Registry
+    policy: PromptPolicy  # screens every prompt before it is logged, stored or generated
+    signer: Signer  # signs each image's provenance record
+    outputs: OutputStore  # every image, encrypted under its tenant's KEK
+    prompts: OutputStore  # the full prompts, for holders of audit:read-full
+
+
+OUTPUT_ID = re.compile(r"[0-9a-f]{24}")  # job ids (JobQueue: secrets.token_hex(12))
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def error(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
@@ -173,6 +190,19 @@ def create_app(service: Service) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error(422, "invalid_request", f"{where}: {first.get('msg')}")
 
+    @app.exception_handler(OutputNotFound)
+    async def no_output(_: Request, exc: OutputNotFound) -> JSONResponse:
+        return error(404, "unknown_output", "no such output for this tenant")
+
+    @app.exception_handler(OutputTampered)
+    async def tampered(_: Request, exc: OutputTampered) -> JSONResponse:
+        # The store has audited it; the client learns only that this object cannot be served.
+        return error(500, "integrity_error", "this output failed its integrity check and is withheld")
+
+    @app.exception_handler(PromptBlocked)
+    async def prompt_blocked(_: Request, exc: PromptBlocked) -> JSONResponse:
+        return error(422, "prompt_blocked", str(exc))  # names the rule, never the matched text
+
     @app.exception_handler(AirlockError)
     async def refused(_: Request, exc: AirlockError) -> JSONResponse:
         return error(422, "refused", str(exc))
@@ -192,6 +222,7 @@ def create_app(service: Service) -> FastAPI:
     may_generate = principal("generate")
     may_read_jobs = principal("jobs:read")
     may_read_models = principal("models:read")
+    may_read_full = principal("audit:read-full")
 
     def check_limits(req: GenerationRequest) -> GenerationRequest:
         limits = settings.limits
@@ -207,8 +238,68 @@ def create_app(service: Service) -> FastAPI:
             allowed = ", ".join(settings.internal_url_hosts) or "none configured"
             raise OptionError(f"{field}: only internal hosts are allowed ({allowed})")
 
+    def screen(req: GenerationRequest, who: Principal) -> dict:
+        """The prompts through the tenant's policy: a block rule refuses (audited, no text but the
+        sanitized one); otherwise what the model gets, what the records show, and the full texts'
+        digests (the full texts themselves go only to the separately permissioned prompt store)."""
+        screened = service.policy.check_request(who.tenant, req.prompt, req.negative_prompt)
+        findings = [
+            {"field": field, "rule": f.rule, "action": f.action}
+            for field, part in (("prompt", screened.prompt), ("negative_prompt", screened.negative_prompt))
+            for f in part.findings
+        ]
+        recorded = {
+            "prompt": screened.prompt.sanitized,
+            "negative_prompt": screened.negative_prompt.sanitized,
+            "full_text_sha256": {
+                "prompt": sha256_hex(req.prompt),
+                "negative_prompt": sha256_hex(req.negative_prompt),
+            },
+            "prompt_policy": {"sha256": service.policy.sha256, "findings": findings},
+        }
+        if screened.blocked_by is not None:
+            audit.append(
+                "generations",
+                "generation.refused",
+                outcome="failure",
+                key_id=who.key_id,
+                tenant=who.tenant,
+                model={
+                    "name": req.base_model or settings.engine.default_base_model,
+                    "version": None,
+                    "checksum": None,
+                },
+                parameters={},
+                output_ref=None,
+                duration_ms=0,
+                reason=f"prompt policy rule {screened.blocked_by}",
+                **recorded,
+            )
+            screened.raise_if_blocked()
+        return {
+            "model_request": req.model_copy(
+                update={
+                    "prompt": screened.prompt.model_text,
+                    "negative_prompt": screened.negative_prompt.model_text,
+                }
+            ),
+            "recorded": recorded,
+            "full": {"prompt": req.prompt, "negative_prompt": req.negative_prompt},
+        }
+
+    def submit(req: GenerationRequest, who: Principal) -> Job:
+        screened = screen(check_limits(req), who)
+        recorded = screened["recorded"]
+        return service.queue.submit(
+            screened["model_request"],
+            who.tenant,
+            who.key_id,
+            recorded=(recorded["prompt"], recorded["negative_prompt"]),
+            context={"recorded": recorded, "full": screened["full"]},
+        )
+
     async def run(req: GenerationRequest, who: Principal, wait: bool) -> Job:
-        job = await run_in_threadpool(service.queue.submit, check_limits(req), who.tenant, who.key_id)
+        job = await run_in_threadpool(submit, req, who)
         if wait:
             await run_in_threadpool(job.done.wait)
             if job.unrecorded:
@@ -350,11 +441,28 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/v1/outputs/{job_id}/{index}", name="output")
     async def output(job_id: str, index: int, who: Principal = may_read_jobs):
-        job = service.queue.get(job_id, who.tenant)
-        if job.state != JobState.DONE or not 0 <= index < len(job.images):
-            raise UnknownJob(f"no output {index} for job {job_id}")
-        image = job.images[index]
-        return Response(image.data, media_type=f"image/{image.format}")
+        """From the encrypted store (so outputs outlive restarts); another tenant's reads as missing."""
+        if not OUTPUT_ID.fullmatch(job_id) or not 0 <= index < 1000:
+            raise OutputNotFound(who.tenant, f"{job_id}-{index}")
+        data, meta = await run_in_threadpool(service.outputs.get, who.tenant, f"{job_id}-{index}")
+        return Response(data, media_type=f"image/{meta['format']}")
+
+    @app.get("/v1/prompts/{job_id}")
+    async def full_prompt(job_id: str, request: Request, who: Principal = may_read_full):
+        """The full (unsanitized) prompts of one of this tenant's jobs; each read is audited."""
+        if not OUTPUT_ID.fullmatch(job_id):
+            raise OutputNotFound(who.tenant, job_id)
+        data, _ = await run_in_threadpool(service.prompts.get, who.tenant, job_id)
+        audit.append(
+            "system_events",
+            "prompt.read_full",
+            outcome="success",
+            component="prompts",
+            key_id=who.key_id,
+            tenant=who.tenant,
+            job=job_id,
+        )
+        return {"job_id": job_id, **json.loads(data)}
 
     @app.get("/healthz")
     async def healthz():

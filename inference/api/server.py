@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -19,12 +20,15 @@ import uvicorn
 from airlock.audit import AuditLog
 from airlock.ca import server_context
 from airlock.errors import AirlockError
-from airlock.keys import load_verifier
+from airlock.keys import load_signer, load_verifier
+from airlock.provenance import attach
 from airlock.registry import Registry
+from airlock.store import FileKeks, OutputStore
 from inference.api.app import Service, create_app
 from inference.auth import Authenticator, RedisBuckets, TokenBuckets
 from inference.engine.engine import Engine, EngineSettings
 from inference.queue import Job, JobQueue
+from inference.sanitize import load_policy
 from inference.settings import ServiceSettings
 
 
@@ -49,9 +53,59 @@ def build_service(settings: ServiceSettings) -> Service:
         ),
     )
 
+    policy = load_policy(settings.paths.prompt_policy)
+    signer = load_signer(settings.paths.signing_key)
+    paths = settings.paths
+    outputs = OutputStore(paths.outputs, FileKeks(paths.output_keys), audit)
+    prompts = OutputStore(paths.prompts, FileKeks(paths.prompt_keys), audit)
+
     def record(job: Job) -> None:
-        """The generations record of a finished job; if it cannot be written, the images are withheld."""
+        """Sign each image's provenance, then the generations record of the job; if either fails, the
+        images are withheld. The prompts recorded are the screened ones (metadata shows them too)."""
         meta = job.images[0].metadata
+        recorded = job.context.get("recorded", {})
+        parameters = {
+            k: meta[k]
+            for k in (
+                "performance",
+                "width",
+                "height",
+                "steps",
+                "guidance_scale",
+                "sampler",
+                "scheduler",
+                "styles",
+                "loras",
+                "refiner",
+            )
+        }
+        for image in job.images:
+            image.data, image.provenance = attach(
+                image.data,
+                image.format,
+                signer,
+                model=meta["base_model"],
+                parameters=parameters
+                | {
+                    "prompt": meta["prompt"],
+                    "negative_prompt": meta["negative_prompt"],
+                    "full_text_sha256": recorded.get("full_text_sha256"),
+                },
+                seed=image.seed,
+                tenant=job.tenant,
+                api_key_id=job.key_id,
+                loras=meta["loras"],
+                refiner=meta["refiner"],
+            )
+        # Encrypted at rest before anyone can fetch them; the full prompts go to their own store.
+        for index, image in enumerate(job.images):
+            outputs.put(
+                job.tenant,
+                f"{job.id}-{index}",
+                image.data,
+                {"job": job.id, "index": index, "format": image.format, "seed": image.seed},
+            )
+        prompts.put(job.tenant, job.id, json.dumps(job.context.get("full", {})).encode(), {"job": job.id})
         audit.append(
             "generations",
             "generation.completed",
@@ -61,24 +115,14 @@ def build_service(settings: ServiceSettings) -> Service:
             prompt=meta["prompt"],
             negative_prompt=meta["negative_prompt"],
             model=meta["base_model"],
-            output_ref=f"job:{job.id}",
+            output_ref=f"outputs:{job.tenant}/{job.id}-0..{len(job.images) - 1}",
             duration_ms=job.duration_ms(),
-            parameters={
-                k: meta[k]
-                for k in (
-                    "performance",
-                    "width",
-                    "height",
-                    "steps",
-                    "guidance_scale",
-                    "sampler",
-                    "scheduler",
-                    "styles",
-                    "loras",
-                    "refiner",
-                )
-            }
-            | {"seeds": [i.seed for i in job.images]},
+            parameters=parameters | {"seeds": [i.seed for i in job.images]},
+            images=[
+                {"seed": i.seed, "pixels_sha256": i.provenance["record"]["image"]["pixels_sha256"]}
+                for i in job.images
+            ],
+            **{k: recorded[k] for k in ("full_text_sha256", "prompt_policy") if k in recorded},
         )
 
     queue = JobQueue(
@@ -100,7 +144,7 @@ def build_service(settings: ServiceSettings) -> Service:
         default_rate=settings.limits.default_rate,
         tenant_rate=settings.limits.tenant_rate,
     )
-    return Service(settings, engine, queue, authenticator, audit, registry)
+    return Service(settings, engine, queue, authenticator, audit, registry, policy, signer, outputs, prompts)
 
 
 def make_server(service: Service) -> uvicorn.Server:

@@ -77,6 +77,9 @@ class Plan:
     prompt: str
     negative_prompt: str
     seeds: tuple[int, ...]
+    # What the image's metadata and records show instead of the prompts (the sanitized text when the
+    # model got the original): None shows the prompts themselves.
+    recorded: tuple[str, str] | None = None
 
     @property
     def batch_key(self) -> tuple:
@@ -96,9 +99,10 @@ class Plan:
 
     def metadata(self, seed: int) -> dict:
         entry = lambda e: {"name": e.name, "version": e.version, "checksum": e.checksum}  # noqa: E731
+        prompt, negative = self.recorded or (self.prompt, self.negative_prompt)
         return {
-            "prompt": self.prompt,
-            "negative_prompt": self.negative_prompt,
+            "prompt": prompt,
+            "negative_prompt": negative,
             "styles": self.request.styles,
             "performance": self.request.performance,
             "width": self.width,
@@ -121,6 +125,7 @@ class GeneratedImage:
     format: str
     seed: int
     metadata: dict
+    provenance: dict | None = None  # the signed record embedded in data (the service signs it)
 
 
 @dataclass
@@ -165,7 +170,11 @@ class Engine:
 
     # ------------------------------------------------------------------ planning
 
-    def plan(self, request: GenerationRequest, tenant: str | None) -> Plan:
+    def plan(
+        self, request: GenerationRequest, tenant: str | None, recorded: tuple[str, str] | None = None
+    ) -> Plan:
+        """recorded: the (prompt, negative prompt) to show in metadata instead of the request's; the
+        styles wrap them the same way."""
         preset = options.preset(request.performance)
         sampler = request.sampler or preset.sampler
         scheduler = request.scheduler or preset.scheduler
@@ -216,6 +225,7 @@ class Engine:
             prompt=prompt,
             negative_prompt=negative,
             seeds=tuple(seed + i for i in range(request.image_number)),
+            recorded=apply_styles(*recorded, request.styles, self.styles) if recorded else None,
         )
 
     # ------------------------------------------------------------------ loading

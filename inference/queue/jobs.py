@@ -60,6 +60,7 @@ class Job:
     images: list[GeneratedImage] = field(default_factory=list)
     error: str | None = None
     unrecorded: bool = False  # the audit record of its result could not be written
+    context: dict = field(default_factory=dict)  # what the service records with it (screened prompts)
     done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -97,14 +98,30 @@ class JobQueue:
 
     # ------------------------------------------------------------------ callers
 
-    def submit(self, request: GenerationRequest, tenant: str | None, key_id: str | None = None) -> Job:
-        plan = self.engine.plan(request, tenant)  # refuses bad requests before they wait
+    def submit(
+        self,
+        request: GenerationRequest,
+        tenant: str | None,
+        key_id: str | None = None,
+        *,
+        recorded: tuple[str, str] | None = None,
+        context: dict | None = None,
+    ) -> Job:
+        """recorded: the prompts the image's metadata shows (Engine.plan); context: kept for on_done."""
+        plan = self.engine.plan(request, tenant, recorded)  # refuses bad requests before they wait
         with self._lock:
             if self._closed:
                 raise QueueClosed("the service is shutting down; retry on another host or later")
             if self.queued() >= self.max_queued:
                 raise QueueFull(f"the queue is full ({self.max_queued} jobs waiting); retry later")
-            job = Job(id=secrets.token_hex(12), tenant=tenant, key_id=key_id, request=request, plan=plan)
+            job = Job(
+                id=secrets.token_hex(12),
+                tenant=tenant,
+                key_id=key_id,
+                request=request,
+                plan=plan,
+                context=context or {},
+            )
             self._jobs[job.id] = job
             if tenant not in self._waiting:
                 self._waiting[tenant] = collections.deque()

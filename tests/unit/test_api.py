@@ -37,6 +37,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# TENANT keeps the default policy (an SSN is refused); OTHER's SSNs and client names are redacted.
+PROMPT_POLICY = """---
+version: 1
+default:
+  model_input: original
+  rules:
+    - {name: ssn, detector: ssn, action: block}
+    - {name: email, detector: email, action: redact}
+tenants:
+  tenant_health_b:
+    rules:
+      - {name: ssn, action: redact}
+      - name: clients
+        action: redact
+        terms:
+          - Globex: (CLIENT_A)
+"""
+
+
 def make_service(tiny, work, **limits):
     """A service on the tiny model with a CA, a key store and keys for two tenants."""
     _, setup_audit, root = build_registry(work, tiny)
@@ -71,11 +90,17 @@ def make_service(tiny, work, **limits):
                 audit=audit,
             )[0],
         }
+        for name, tenant in (("compliance", OTHER), ("compliance_main", TENANT)):
+            keys[name] = create_key(
+                store, tenant=tenant, permissions=["audit:read-full"], created_by="test", audit=audit
+            )[0]
         revoked, record = create_key(
             store, tenant=TENANT, permissions=["generate"], created_by="test", audit=audit
         )
         revoke_key(store, record.key_id, actor="test", audit=audit)
         keys["revoked"] = revoked
+    policy = work / "prompts.yml"
+    policy.write_text(PROMPT_POLICY)
     settings = ServiceSettings(
         server=ServerSettings(host="127.0.0.1", port=free_port(), tls_cert=cert, tls_key=key),
         paths=PathSettings(
@@ -84,6 +109,11 @@ def make_service(tiny, work, **limits):
             registry=root,
             trust_key=work / "keys",
             outputs=work / "outputs",
+            prompts=work / "prompts",
+            output_keys=work / "kek",
+            prompt_keys=work / "prompt-kek",
+            prompt_policy=policy,
+            signing_key=work / "keys",
         ),
         engine=EngineConfig(device="cpu", dtype="float32", optimize=False),
         limits=LimitSettings(

@@ -20,6 +20,7 @@ from airlock.audit import AuditLog
 from airlock.ca import client_context, init_ca, issue
 
 AIRLOCK = [sys.executable, "-m", "airlock.cli"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def toml(sections: dict) -> str:
@@ -62,6 +63,11 @@ def deployment(tiny, tmp_path_factory):
             "registry": registry,
             "trust_key": work / "keys",
             "outputs": work / "outputs",
+            "output_keys": work / "kek",
+            "prompts": work / "prompts",
+            "prompt_keys": work / "prompt-kek",
+            "prompt_policy": ROOT / "policies" / "prompts.yml",  # the shipped policy, as the role installs it
+            "signing_key": work / "keys",
         },
         "engine": {"device": "cpu", "dtype": "float32", "optimize": False},
         "limits": {"min_side": 64},

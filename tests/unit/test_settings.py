@@ -12,6 +12,9 @@ def secure_settings(tmp_path, **server):
     (tmp_path / "apikeys.json").write_text("{}")
     (tmp_path / "audit").mkdir()
     (tmp_path / "signing.pub").write_text("x")
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "signing.key").write_text("x")
+    (tmp_path / "prompts.yml").write_text("version: 1\n")
     registry = tmp_path / "registry"
     registry.mkdir()
     (registry / "model_manifest.yaml").write_text("models: []\n")
@@ -29,6 +32,8 @@ def secure_settings(tmp_path, **server):
             "audit_root": tmp_path / "audit",
             "registry": registry,
             "trust_key": tmp_path / "signing.pub",
+            "prompt_policy": tmp_path / "prompts.yml",
+            "signing_key": tmp_path / "keys",
         },
     )
 
@@ -43,6 +48,8 @@ def test_each_insecure_setting_is_named(tmp_path):
     os.chmod(settings.paths.registry, 0o755)  # writable by its owner, who runs this test
     settings.paths.apikeys.unlink()
     settings.paths.audit_root.rmdir()
+    settings.paths.prompt_policy.unlink()
+    (settings.paths.signing_key / "signing.key").unlink()
     problems = "\n".join(settings.insecure_problems())
     for setting in (
         "server.tls_cert",
@@ -51,6 +58,8 @@ def test_each_insecure_setting_is_named(tmp_path):
         "paths.apikeys",
         "paths.audit_root",
         "paths.registry",
+        "paths.prompt_policy",
+        "paths.signing_key",
     ):
         assert setting in problems
     assert "airlock ca issue" in problems and "allow_bind_all" in problems

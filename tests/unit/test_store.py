@@ -1,4 +1,4 @@
-"""The encrypted output store (inference.store): envelope encryption, per-tenant KEKs, rotation,
+"""The encrypted output store (airlock.store): envelope encryption, per-tenant KEKs, rotation,
 retention, erasure, tamper detection, and `airlock keys rotate` / `airlock outputs ...`."""
 
 import io
@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from airlock.audit import AuditLog, AuditWriteError
 from airlock.cli import app as airlock_app
-from inference.store import (
+from airlock.store import (
     FileKeks,
     InvalidInput,
     KekError,
@@ -25,9 +25,9 @@ from inference.store import (
     UnwrapFailed,
     envelope,
 )
-from inference.store import cli as outputs_cli
-from inference.store import files as store_files
-from inference.store.envelope import KeyFile
+from airlock.store import cli as outputs_cli
+from airlock.store import files as store_files
+from airlock.store.envelope import KeyFile
 
 runner = CliRunner()
 TENANT = "healthcare_system_b"

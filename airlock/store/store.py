@@ -26,9 +26,9 @@ from pathlib import Path
 from airlock.apikeys import os_user
 from airlock.audit.records import parse_ts, utc_timestamp
 from airlock.errors import AirlockError
-from inference.store import envelope
-from inference.store.envelope import KeyFile
-from inference.store.errors import (
+from airlock.store import envelope
+from airlock.store.envelope import KeyFile
+from airlock.store.errors import (
     InvalidInput,
     KekError,
     KekInUse,
@@ -38,9 +38,9 @@ from inference.store.errors import (
     StoreError,
     UnwrapFailed,
 )
-from inference.store.files import TMP_SUFFIX, private_dir, remove, tenant_lock, write_atomic
-from inference.store.kek import KekProvider, current_id
-from inference.store.names import OBJECT_ID, check_object_id, check_tenant
+from airlock.store.files import TMP_SUFFIX, private_dir, remove, tenant_lock, write_atomic
+from airlock.store.kek import KekProvider, current_id
+from airlock.store.names import OBJECT_ID, check_object_id, check_tenant
 
 DEFAULT_STORE = Path("/var/lib/airlock/outputs")  # inference.settings PathSettings.outputs
 COMPONENT = "outputs"

@@ -5,7 +5,7 @@ ref = store.put("healthcare_system_b", "job-0001.0", png_bytes, {"seed": 1234})
 data, metadata = store.get("healthcare_system_b", "job-0001.0")
 """
 
-from inference.store.errors import (
+from airlock.store.errors import (
     InvalidInput,
     KekError,
     KekInUse,
@@ -15,8 +15,8 @@ from inference.store.errors import (
     StoreError,
     UnwrapFailed,
 )
-from inference.store.kek import DEFAULT_KEK_DIR, FileKeks, KekProvider
-from inference.store.store import DEFAULT_STORE, OutputRef, OutputStore, Purged, Rotated
+from airlock.store.kek import DEFAULT_KEK_DIR, FileKeks, KekProvider
+from airlock.store.store import DEFAULT_STORE, OutputRef, OutputStore, Purged, Rotated
 
 __all__ = [
     "DEFAULT_KEK_DIR",

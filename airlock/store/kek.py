@@ -24,11 +24,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from airlock.audit.layout import fsync_dir
 from airlock.audit.records import utc_timestamp
-from inference.store.errors import KekError, UnwrapFailed
-from inference.store.files import private_dir, remove, write_atomic
-from inference.store.names import check_tenant, kek_version
+from airlock.store.errors import KekError, UnwrapFailed
+from airlock.store.files import private_dir, remove, write_atomic
+from airlock.store.names import check_tenant, kek_version
 
-DEFAULT_KEK_DIR = Path("/etc/airlock/kek")
+DEFAULT_KEK_DIR = Path("/var/lib/airlock/kek")  # the service creates a tenant's first KEK: not /etc
 KEK_FORMAT = "airlock-kek-v1"
 NONCE = 12
 

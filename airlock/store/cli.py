@@ -16,10 +16,10 @@ from airlock.audit import AuditLog
 from airlock.audit.layout import audit_root
 from airlock.clitools import console, err, fail
 from airlock.errors import AirlockError
-from inference.store.errors import InvalidInput
-from inference.store.kek import DEFAULT_KEK_DIR, FileKeks
-from inference.store.names import check_object_id, check_tenant
-from inference.store.store import DEFAULT_STORE, OutputStore, default_actor
+from airlock.store.errors import InvalidInput
+from airlock.store.kek import DEFAULT_KEK_DIR, FileKeks
+from airlock.store.names import check_object_id, check_tenant
+from airlock.store.store import DEFAULT_STORE, OutputStore, default_actor
 
 app = typer.Typer(
     help="Generated images encrypted at rest (per-tenant KEKs): list, delete, purge, retire old KEKs.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from inference.store.errors import InvalidInput
+from airlock.store.errors import InvalidInput
 
 # The tenant syntax of API keys (airlock.apikeys.TENANT), matched in full: `$` would let "a\n" pass.
 TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
