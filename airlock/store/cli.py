@@ -151,7 +151,12 @@ def delete(
 
 @app.command(epilog="Example: airlock outputs purge --tenant healthcare_system_b --days 30")
 def purge(
-    tenant: str = TenantOption,
+    tenant: str = typer.Option(
+        None, "--tenant", callback=checked(check_tenant), help="Tenant id (or --all-tenants)."
+    ),
+    all_tenants: bool = typer.Option(
+        False, "--all-tenants", help="Every tenant in the store (the retention timer's run)."
+    ),
     days: int = typer.Option(..., "--days", min=1, help="Delete objects created more than N days ago."),
     store: Path = StoreOption,
     keys_dir: Path = KeysDirOption,
@@ -159,18 +164,22 @@ def purge(
     actor: str = ActorOption,
 ) -> None:
     """Retention: delete a tenant's objects older than N days (wrapped key and ciphertext)."""
+    if (tenant is None) == (not all_tenants):
+        fail("give exactly one of --tenant T and --all-tenants", 2)
     with opened(store, keys_dir, audit) as outputs:
-        purged = outputs.purge_older_than(tenant, days, actor=actor)
-    typer.echo(
-        f"tenant {tenant}: deleted {purged.deleted} objects created before {purged.cutoff:%Y-%m-%d %H:%M}Z"
-    )
-    if purged.skipped:
-        err.print(
-            f"[yellow]warning:[/yellow] {len(purged.skipped)} objects have unreadable key files "
-            f"and were kept: {', '.join(purged.skipped[:10])} (see system_events)",
-            highlight=False,
-            soft_wrap=True,
-        )
+        for name in outputs.tenants() if all_tenants else [tenant]:
+            purged = outputs.purge_older_than(name, days, actor=actor)
+            typer.echo(
+                f"tenant {name}: deleted {purged.deleted} objects created before "
+                f"{purged.cutoff:%Y-%m-%d %H:%M}Z"
+            )
+            if purged.skipped:
+                err.print(
+                    f"[yellow]warning:[/yellow] {len(purged.skipped)} objects have unreadable key files "
+                    f"and were kept: {', '.join(purged.skipped[:10])} (see system_events)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
 
 @keys_app.command("list", epilog="Example: airlock outputs keys list --tenant healthcare_system_b")

@@ -142,6 +142,20 @@ class OutputStore:
         except ValueError as exc:
             raise self._tampered(tenant, object_id, str(exc), "get") from None
 
+    def tenants(self) -> list[str]:
+        """The tenants with a folder in the store, sorted (for retention over every tenant)."""
+        try:
+            folders = [p.name for p in self.root.iterdir() if p.is_dir()]
+        except FileNotFoundError:
+            return []
+        valid = []
+        for name in folders:
+            try:
+                valid.append(check_tenant(name))
+            except InvalidInput:
+                continue  # .locks and anything that is not a tenant's folder
+        return sorted(valid)
+
     def list(self, tenant: str) -> list[str]:
         """The tenant's object ids, sorted (their ciphertext is not read)."""
         folder = self.root / check_tenant(tenant)

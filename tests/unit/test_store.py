@@ -499,6 +499,7 @@ def test_retention_deletes_what_is_older_and_keeps_what_is_newer(store, store_ro
     assert record["cutoff"].startswith("2026-10-11T09:00:00")
     with pytest.raises(InvalidInput):
         store.purge_older_than(TENANT, -1)
+    assert store.tenants() == sorted([TENANT, OTHER])  # the lock folder is not a tenant
 
 
 def test_retention_sweeps_debris_of_crashed_writers(store, store_root):
@@ -671,6 +672,10 @@ def test_cli_outputs_list_delete_purge_and_retire(env):
     purged = outputs("purge", "--tenant", TENANT, "--days", "30")
     assert purged.exit_code == 0 and "deleted 0 objects" in purged.output
     assert outputs("purge", "--tenant", TENANT, "--days", "0").exit_code == 2
+    every = outputs("purge", "--all-tenants", "--days", "30")  # the retention timer's run
+    assert every.exit_code == 0 and f"tenant {TENANT}: deleted 0 objects" in every.output
+    assert outputs("purge", "--days", "30").exit_code == 2  # neither --tenant nor --all-tenants
+    assert outputs("purge", "--tenant", TENANT, "--all-tenants", "--days", "30").exit_code == 2
 
     keks = FileKeks(env / "kek")
     old = keks.current(TENANT)

@@ -1,12 +1,18 @@
 """inference_service: the HTTPS API runs under a hardened unit as `airlock`, is the only listener besides
-sshd, speaks TLS 1.3 only, and generates an image for a caller with an API key (and not without)."""
+sshd, speaks TLS 1.3 only, and generates an image for a caller with an API key (and not without); the
+image is stored encrypted, carries provenance signed with the host's key, and the prompt policy is
+the shipped one; the retention job runs."""
 
 import base64
 import re
 import ssl
+from pathlib import Path
 
 import httpx
 import pytest
+
+from airlock.keys import load_verifier
+from airlock.provenance import verify
 
 AIRLOCK = "/opt/airlock/venv/bin/airlock"
 HARDENING = {
@@ -148,3 +154,38 @@ def test_an_image_is_generated_over_https_with_a_key_and_not_without(api, api_ke
     assert (
         image.startswith(b"\x89PNG") and answer.json()[0]["seed"] == "11"
     )  # Fooocus-API sends seeds as strings
+
+
+def test_the_image_is_encrypted_at_rest_and_its_provenance_verifies(host, api, api_key, tmp_path):
+    body = {"prompt": "a harbour at dawn", "performance_selection": "Lightning", "image_seed": 12}
+    client = httpx.Client(base_url=api["url"], verify=context(api["ca"]), timeout=120)
+    answer = client.post("/v1/generation/text-to-image", json=body, headers={"X-API-KEY": api_key})
+    assert answer.status_code == 200, answer.text
+    image = client.get(answer.json()[0]["url"], headers={"X-API-KEY": api_key})
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    (tmp_path / "signing.pub").write_text(host.file("/etc/airlock/keys/signing.pub").content_string)
+    verdict = verify(image.content, [load_verifier(tmp_path / "signing.pub")])
+    assert verdict.valid, verdict.reasons
+    with host.sudo():
+        stores = "/var/lib/airlock/outputs /var/lib/airlock/prompts"
+        plaintext = host.run(f"LC_ALL=C grep -rlaP '\\x89PNG' {stores}")
+        keks = host.check_output("stat -c '%U %a' /var/lib/airlock/kek /var/lib/airlock/prompt-kek")
+    assert plaintext.rc == 1 and plaintext.stdout == "", plaintext.stdout  # grep found nothing
+    assert keks.split("\n") == ["airlock 700", "airlock 700"]
+
+
+def test_the_prompt_policy_is_the_shipped_one(host):
+    shipped = (Path(__file__).resolve().parents[3] / "policies" / "prompts.yml").read_text()
+    installed = host.file("/etc/airlock/prompts.yml")
+    assert installed.content_string == shipped
+    assert (installed.user, installed.group, installed.mode) == ("root", "airlock", 0o640)
+
+
+def test_the_retention_job_is_scheduled_and_runs(host):
+    assert host.service("airlock-retention.timer").is_enabled
+    with host.sudo():
+        started = host.run("systemctl start airlock-retention.service")
+        result = host.check_output("systemctl show --property=Result --value airlock-retention.service")
+        journal = host.run("journalctl --no-pager -n 20 -u airlock-retention.service").stdout
+    assert started.rc == 0, started.stderr + journal
+    assert result == "success", journal
