@@ -84,6 +84,7 @@ bench: venv ## Benchmarks, printed as ratios measured in one run (root for the l
 	$(PY) bench/engine.py
 	$(PY) bench/service.py
 	$(PY) bench/bundle.py
+	$(PY) bench/protect.py
 	$(PY) bench/lab_cycle.py
 
 lab-up: venv ## Bring the local lab up (root)

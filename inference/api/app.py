@@ -447,6 +447,14 @@ def create_app(service: Service) -> FastAPI:
         data, meta = await run_in_threadpool(service.outputs.get, who.tenant, f"{job_id}-{index}")
         return Response(data, media_type=f"image/{meta['format']}")
 
+    @app.get("/v1/outputs/{job_id}/{index}/provenance")
+    async def output_provenance(job_id: str, index: int, who: Principal = may_read_jobs):
+        """The image's signed provenance record as a sidecar (`airlock provenance verify --sidecar`)."""
+        if not OUTPUT_ID.fullmatch(job_id) or not 0 <= index < 1000:
+            raise OutputNotFound(who.tenant, f"{job_id}-{index}")
+        _, meta = await run_in_threadpool(service.outputs.get, who.tenant, f"{job_id}-{index}")
+        return meta["provenance"]
+
     @app.get("/v1/prompts/{job_id}")
     async def full_prompt(job_id: str, request: Request, who: Principal = may_read_full):
         """The full (unsanitized) prompts of one of this tenant's jobs; each read is audited."""

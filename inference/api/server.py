@@ -103,7 +103,14 @@ def build_service(settings: ServiceSettings) -> Service:
                 job.tenant,
                 f"{job.id}-{index}",
                 image.data,
-                {"job": job.id, "index": index, "format": image.format, "seed": image.seed},
+                # The provenance record again, as the image's sidecar (GET .../provenance).
+                {
+                    "job": job.id,
+                    "index": index,
+                    "format": image.format,
+                    "seed": image.seed,
+                    "provenance": image.provenance,
+                },
             )
         prompts.put(job.tenant, job.id, json.dumps(job.context.get("full", {})).encode(), {"job": job.id})
         audit.append(

@@ -123,6 +123,10 @@ def test_images_are_encrypted_at_rest_and_carry_valid_provenance(api, redacted):
     record = extract(image.content)["record"]
     assert record["tenant"] == OTHER and record["seed"] == 11
     assert SSN not in str(record) and "[REDACTED:ssn]" in record["parameters"]["prompt"]
+    sidecar = api["client"].get(url + "/provenance", headers=auth(api, "other"))
+    assert sidecar.status_code == 200 and sidecar.json() == extract(image.content)
+    assert verify(image.content, [load_verifier(api["work"] / "keys")], sidecar=sidecar.json()).valid
+    assert api["client"].get(url + "/provenance", headers=auth(api, "main")).status_code == 404
     # One pixel changed: the provenance no longer holds.
     pixels = Image.open(io.BytesIO(image.content))
     pixels.putpixel((0, 0), tuple(255 - v for v in pixels.getpixel((0, 0))))
