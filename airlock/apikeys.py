@@ -38,7 +38,7 @@ KEY_PREFIX = "alk_"
 KEY_LENGTH = len(KEY_PREFIX) + 43  # token_urlsafe(32): 32 random bytes as 43 base64url characters
 # What a key may be granted; "admin" grants every operation (see KeyRecord.allows).
 PERMISSIONS = ("generate", "jobs:read", "models:read", "audit:read-full", "admin")
-TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # fullmatch: `$` would let "a\n" pass
 KEY_ID = re.compile(r"^ak_[0-9a-f]{12}$")
 RATE = re.compile(r"^(\d{1,9})/(s|min|h)$")
 PERIOD_SECONDS = {"s": 1, "min": 60, "h": 3600}
@@ -131,7 +131,7 @@ def check_permissions(permissions: Iterable[str]) -> tuple[str, ...]:
 
 
 def check_tenant(tenant: str) -> str:
-    if not isinstance(tenant, str) or not TENANT.match(tenant):
+    if not isinstance(tenant, str) or not TENANT.fullmatch(tenant):
         raise ApiKeyInputError(
             f"bad tenant id {tenant!r}: 1-63 characters, lowercase letters, digits, '_' and '-', "
             "starting with a letter or digit"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 
+from airlock.apikeys import TENANT  # a tenant id is the API keys' tenant id
 from airlock.store.errors import InvalidInput
 
-# The tenant syntax of API keys (airlock.apikeys.TENANT), matched in full: `$` would let "a\n" pass.
-TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 # A leading letter or digit keeps ids off the store's own dot files (temp files, locks).
 OBJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 KEK_ID = re.compile(r"v([1-9][0-9]{0,8})-[0-9a-f]{8}")
