@@ -82,7 +82,14 @@ def test_the_unit_carries_every_hardening_property(host):
     )
     assert {k: shown[k] for k in HARDENING} == HARDENING
     assert {k: set(shown[k].split()) for k in UNORDERED} == UNORDERED
-    assert sorted(shown["ReadWritePaths"].split()) == ["/var/lib/airlock/outputs", "/var/log/airlock/audit"]
+    # The encrypted stores, their KEKs and the audit root; not the key store, config or code.
+    assert sorted(shown["ReadWritePaths"].split()) == [
+        "/var/lib/airlock/kek",
+        "/var/lib/airlock/outputs",
+        "/var/lib/airlock/prompt-kek",
+        "/var/lib/airlock/prompts",
+        "/var/log/airlock/audit",
+    ]
     assert "10.231.1.0/24" in shown["IPAddressAllow"] and "0.0.0.0/0" not in shown["IPAddressAllow"]
     assert "socket" in shown["SystemCallFilter"] and "reboot" not in shown["SystemCallFilter"].split()
     assert "char-nvidia-frontend rw" in shown["DeviceAllow"]
