@@ -1,0 +1,1 @@
+"""Compliance evidence: collectors read the live system; evaluators and renderers turn it into a pack."""
