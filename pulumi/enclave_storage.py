@@ -62,6 +62,9 @@ class SecureStorage(pulumi.ComponentResource):
                 f"{name}-{purpose}",
                 object_lock_enabled=audit,  # only settable at creation
                 force_destroy=False,
+                # Read by the policy pack (the audit bucket) and the AWS collector (outputs are
+                # unversioned on purpose: retention and erasure must really delete).
+                tags={"airlock:role": purpose},
                 opts=child,
             )
             bucket_opts = pulumi.ResourceOptions(parent=bucket)

@@ -39,6 +39,7 @@ S3_ACTIONS = {
     "GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
     "GetBucketVersioning": "s3:GetBucketVersioning",
     "GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
+    "GetBucketTagging": "s3:GetBucketTagging",
 }
 # The collector's whole read-only IAM policy (a test checks every call it makes is listed).
 EC2_OPERATIONS = [
@@ -56,6 +57,8 @@ EC2_OPERATIONS = [
     "DescribeInstances",
     "DescribeLaunchTemplates",
     "DescribeLaunchTemplateVersions",
+    "DescribeManagedPrefixLists",
+    "GetManagedPrefixListEntries",
 ]
 REQUIRED_ACTIONS = sorted(
     [
@@ -515,11 +518,14 @@ def _policy_facts(text: str | None) -> dict:
     }
 
 
+ROLE_TAG = "airlock:role"  # models | outputs | audit, set by the Pulumi program (SecureStorage)
+
 S3_ABSENT = (
     "NoSuchBucketPolicy",
     "ServerSideEncryptionConfigurationNotFoundError",
     "NoSuchPublicAccessBlockConfiguration",
     "ObjectLockConfigurationNotFoundError",
+    "NoSuchTagSet",
 )
 
 
@@ -538,13 +544,16 @@ def _bucket(aws: _Aws, name: str, region: str, audit: bool) -> dict:
         }
     policy = get("get_bucket_policy")
     block = get("get_public_access_block")
+    tags = {t["Key"]: t["Value"] for t in (get("get_bucket_tagging") or {}).get("TagSet", [])}
+    role = tags.get(ROLE_TAG)
     # Bucket-level default retention: per-object GetObjectRetention is not needed (and moto answers 500).
     lock = (get("get_object_lock_configuration") or {}).get("ObjectLockConfiguration")
     retention = (lock or {}).get("Rule", {}).get("DefaultRetention", {})
     return {
         "name": name,
         "region": region,
-        "audit": audit,
+        "audit": audit or role == "audit",
+        "role": role,
         "encryption": encryption,
         "policy": _policy_facts(policy["Policy"] if policy else None),
         "public_access_block": block["PublicAccessBlockConfiguration"] if block else None,
@@ -556,6 +565,19 @@ def _bucket(aws: _Aws, name: str, region: str, audit: bool) -> dict:
             "years": retention.get("Years") or None,
         },
     }
+
+
+def _s3_prefix_list(aws: _Aws, region: str) -> list[str]:
+    """The ranges of the region's S3 prefix list (what the S3 gateway endpoint's routes lead to)."""
+    name = [{"Name": "prefix-list-name", "Values": [f"com.amazonaws.{region}.s3"]}]
+    found = list(aws.pages("ec2", "describe_managed_prefix_lists", "PrefixLists", Filters=name))
+    return sorted(
+        entry["Cidr"]
+        for pl in found
+        for entry in aws.pages(
+            "ec2", "get_managed_prefix_list_entries", "Entries", PrefixListId=pl["PrefixListId"]
+        )
+    )
 
 
 def _buckets(aws: _Aws, region: str, audit_buckets: Sequence[str] | None) -> list[dict]:
@@ -643,7 +665,10 @@ def derive_findings(facts: dict) -> dict[str, list[dict]]:
                     f"ingress {rule['protocol']} {rule['ports']} from {rule['peer']}",
                 )
 
-    cidrs = {v["id"]: v["cidr_blocks"] + v["ipv6_cidr_blocks"] for v in facts["vpcs"]}
+    # NACL egress may reach the VPC, the internal ranges and the S3 gateway endpoint's prefix list
+    # (NACLs cannot name a prefix list, so its ranges are listed): anything else leaves the enclave.
+    allowed = facts["internal_cidrs"] + facts["s3_prefix_list_cidrs"]
+    cidrs = {v["id"]: v["cidr_blocks"] + v["ipv6_cidr_blocks"] + allowed for v in facts["vpcs"]}
     for acl in facts["network_acls"]:
         for e in acl["entries"]:
             if e["egress"] and e["action"] == "allow" and _outside(e["cidr"], cidrs.get(acl["vpc_id"], [])):
@@ -735,7 +760,8 @@ def _bucket_findings(add, b: dict) -> None:
         add("buckets_not_restricted_to_vpce", name, "no Deny unless aws:SourceVpce in the bucket policy")
     if not b["policy"]["requires_secure_transport"]:
         add("buckets_allowing_plain_http", name, "no Deny when aws:SecureTransport is false")
-    if b["versioning"] != "Enabled":
+    # The outputs bucket stays unversioned on purpose: retention and erasure must really delete.
+    if b["versioning"] != "Enabled" and b["role"] != "outputs":
         add("buckets_without_versioning", name, f"versioning {b['versioning'] or 'never enabled'}")
     if b["audit"]:
         lock = b["object_lock"]
@@ -759,10 +785,12 @@ def collect(
     endpoint_url: str | None = None,
     vpc_id: str | None = None,
     audit_buckets: Sequence[str] | None = None,
+    internal_cidrs: Sequence[str] = (),
     page_size: int | None = None,
 ) -> dict:
     """Facts and findings for one region (one VPC when `vpc_id` is given; S3, KMS and launch
-    templates are regional either way). Raises CollectorError when a call is denied or fails."""
+    templates are regional either way). internal_cidrs: ranges outside the VPC the enclave may reach
+    (the stack's internalCidrs). Raises CollectorError when a call is denied or fails."""
     aws = _Aws(session or boto3.Session(region_name=region), region, endpoint_url, page_size)
     account = aws.call("sts", "get_caller_identity")["Account"]
     vpcs = _vpcs(aws, region, vpc_id)
@@ -781,6 +809,8 @@ def collect(
         "instances": _instances(aws, filters),
         "launch_templates": _launch_templates(aws),
         "kms_keys": _kms_keys(aws),
+        "internal_cidrs": [str(ipaddress.ip_network(c)) for c in internal_cidrs],
+        "s3_prefix_list_cidrs": _s3_prefix_list(aws, region),
         "s3_buckets": buckets,
         "audit_buckets": list(audit_buckets)
         if audit_buckets is not None
@@ -810,6 +840,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--audit-bucket", action="append", help="the audit bucket (repeatable; default: names with 'audit')"
     )
+    parser.add_argument(
+        "--internal-cidr",
+        action="append",
+        default=[],
+        help="a range outside the VPC the enclave may reach (repeatable; the stack's internalCidrs)",
+    )
     parser.add_argument("--out", type=Path, help="write the JSON here instead of stdout")
     args = parser.parse_args(argv)  # exits 2 on a usage error
     try:
@@ -818,6 +854,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             endpoint_url=args.endpoint_url,
             vpc_id=args.vpc_id,
             audit_buckets=args.audit_bucket,
+            internal_cidrs=args.internal_cidr,
         )
     except CollectorError as error:
         print(f"error: {error}", file=sys.stderr)

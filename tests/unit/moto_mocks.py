@@ -478,6 +478,10 @@ class MotoMocks(RecordingMocks):
         self.aws["s3"].create_bucket(
             Bucket=bucket, ObjectLockEnabledForBucket=bool(i.get("objectLockEnabled")), **where
         )
+        if tags := i.get("tags"):  # the provider tags the bucket in the same apply
+            self.aws["s3"].put_bucket_tagging(
+                Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]}
+            )
         return bucket, {
             "bucket": bucket,
             "arn": f"arn:{self.partition}:s3:::{bucket}",

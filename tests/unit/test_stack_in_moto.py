@@ -5,10 +5,10 @@ boto3; then compliance.collectors.aws reads the account back, as it would read t
 The example stack (Pulumi.example.yaml, GovCloud, two zones) is deployed as written, except for its
 ACM certificate, which a stack expects to exist already: moto issues one and the config names it.
 
-What the collector reports on that enclave is asserted exactly, each finding with its cause:
-  * two that moto cannot represent (MOTO_GAPS): AWS would not report them;
-  * two where the program and the collector disagree (PROGRAM_VS_COLLECTOR): AWS would report them
-    too. Neither side is changed here; these assertions fail once either side is reconciled.
+What the collector reports on that enclave is asserted exactly: only the two findings moto cannot
+represent (moto_gaps; AWS would not report them), each checked in moto directly. (The collector is
+given the stack's internalCidrs and reads the S3 prefix list, which the NACLs allow on purpose; the
+outputs bucket, tagged airlock:role=outputs, is unversioned on purpose.)
 Then the enclave is opened (internet gateway, 0.0.0.0/0 route, open fleet egress) and each opening is
 reported by the id of the resource the program created.
 """
@@ -71,6 +71,7 @@ def collect_stack(endpoint: str, rec: Recording) -> dict:
         endpoint_url=endpoint,
         vpc_id=rec.outputs["vpcId"],
         audit_buckets=[rec.outputs["bucketNames"]["audit"]],
+        internal_cidrs=EXAMPLE[NS + "internalCidrs"],
     )
 
 
@@ -117,31 +118,6 @@ def moto_gaps(endpoint: str, rec: Recording) -> dict[str, list[dict]]:
     }
 
 
-def program_vs_collector(mocks: MotoMocks, rec: Recording) -> dict[str, list[dict]]:
-    """Findings AWS would report too: the program does this on purpose, the collector's rule forbids it."""
-    internal = EXAMPLE[NS + "internalCidrs"]
-    s3 = mocks.invoke("aws:ec2/getPrefixList:getPrefixList", {"name": f"com.amazonaws.{REGION}.s3"})
-    acl = rec.one(T["acl"]).id
-    return {
-        # enclave_network._acl_rules allows NACL egress to internalCidrs (rules 101..) and, for the S3
-        # gateway endpoint, to S3's prefix-list CIDRs on 443 (rules 500..: NACLs know no prefix lists);
-        # the collector allows NACL egress to the VPC's own CIDRs only.
-        "open_nacl_egress": [
-            {"id": acl, "detail": f"rule {101 + n} allows egress to {cidr}"}
-            for n, cidr in enumerate(internal)
-        ]
-        + [
-            {"id": acl, "detail": f"rule {500 + n} allows egress to {cidr}"}
-            for n, cidr in enumerate(s3["cidrBlocks"])
-        ],
-        # enclave_storage versions the models and audit buckets, not outputs (deliberately); the
-        # collector requires versioning on every bucket.
-        "buckets_without_versioning": [
-            {"id": rec.outputs["bucketNames"]["outputs"], "detail": "versioning never enabled"}
-        ],
-    }
-
-
 # ---- the program's enclave, built in moto ----------------------------------------------------------------
 
 
@@ -171,9 +147,17 @@ def test_every_resource_the_program_registers_is_created_in_moto(endpoint, stack
 def test_collector_finds_the_program_enclave_compliant_but_for_known_gaps(endpoint, stack):
     mocks, rec, result = stack
     assert sorted(result["findings"]) == sorted(FINDING_KEYS)
-    gaps, disagreements = moto_gaps(endpoint, rec), program_vs_collector(mocks, rec)
+    gaps = moto_gaps(endpoint, rec)
     assert len(gaps["imdsv1_instances"]) == EXAMPLE[NS + "fleetDesiredCapacity"]
-    assert nonempty(result["findings"]) == {**gaps, **disagreements}
+    assert nonempty(result["findings"]) == gaps
+    # Without the stack's internal ranges, the NACL rules that allow them (101..) are egress out.
+    unaware = collect(session(), region=REGION, endpoint_url=endpoint, vpc_id=rec.outputs["vpcId"])[
+        "findings"
+    ]["open_nacl_egress"]
+    internal = EXAMPLE[NS + "internalCidrs"]
+    assert [f["detail"] for f in unaware] == [
+        f"rule {101 + n} allows egress to {cidr}" for n, cidr in enumerate(internal)
+    ]
     assert result["account"] == mocks.account_id and result["region"] == REGION
 
 
@@ -283,9 +267,9 @@ def test_collected_facts_are_what_the_program_declared(stack):
 
 def test_opening_the_program_enclave_is_reported_by_id(tmp_path):
     with aws_env(), moto_server(tmp_path / "moto") as url:  # its own server: `stack` stays as built
-        mocks, rec = deploy(url)
+        _, rec = deploy(url)
         before = nonempty(collect_stack(url, rec)["findings"])
-        assert before == {**moto_gaps(url, rec), **program_vs_collector(mocks, rec)}
+        assert before == moto_gaps(url, rec)
         ec2 = session().client("ec2", endpoint_url=url)
         vpc, table = rec.outputs["vpcId"], rec.of_type(T["rtb"])[0].id  # the first zone's route table
         fleet = rec.outputs["fleetSecurityGroupId"]
