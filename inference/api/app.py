@@ -12,7 +12,6 @@ import asyncio
 import base64
 import collections
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from airlock.errors import AirlockError
 from airlock.keys import Signer
 from airlock.registry import Registry
 from airlock.store import OutputNotFound, OutputStore, OutputTampered
+from airlock.store.digest import keyed_digest
 from inference.api.compat import A1111_SAMPLERS, A1111Request, FooocusRequest
 from inference.auth import Authenticator, AuthError, Principal, extract_key
 from inference.engine.engine import Engine
@@ -74,13 +74,10 @@ class Service:
     signer: Signer  # signs each image's provenance record
     outputs: OutputStore  # every image, encrypted under its tenant's KEK
     prompts: OutputStore  # the full prompts, for holders of audit:read-full
+    digest_key: bytes  # HMAC key of the full prompts' digests in the audit log
 
 
 OUTPUT_ID = re.compile(r"[0-9a-f]{24}")  # job ids (JobQueue: secrets.token_hex(12))
-
-
-def sha256_hex(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def error(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
@@ -251,9 +248,10 @@ def create_app(service: Service) -> FastAPI:
         recorded = {
             "prompt": screened.prompt.sanitized,
             "negative_prompt": screened.negative_prompt.sanitized,
-            "full_text_sha256": {
-                "prompt": sha256_hex(req.prompt),
-                "negative_prompt": sha256_hex(req.negative_prompt),
+            # Keyed (airlock/store/digest.py): a plain hash would let a log reader guess redacted values.
+            "full_text_hmac_sha256": {
+                "prompt": keyed_digest(service.digest_key, req.prompt),
+                "negative_prompt": keyed_digest(service.digest_key, req.negative_prompt),
             },
             "prompt_policy": {"sha256": service.policy.sha256, "findings": findings},
         }

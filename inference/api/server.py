@@ -24,6 +24,7 @@ from airlock.keys import load_signer, load_verifier
 from airlock.provenance import attach
 from airlock.registry import Registry
 from airlock.store import FileKeks, OutputStore
+from airlock.store.digest import digest_key
 from inference.api.app import Service, create_app
 from inference.auth import Authenticator, RedisBuckets, TokenBuckets
 from inference.engine.engine import Engine, EngineSettings
@@ -58,6 +59,7 @@ def build_service(settings: ServiceSettings) -> Service:
     paths = settings.paths
     outputs = OutputStore(paths.outputs, FileKeks(paths.output_keys), audit)
     prompts = OutputStore(paths.prompts, FileKeks(paths.prompt_keys), audit)
+    prompt_digest_key = digest_key(paths.prompt_keys)
 
     def record(job: Job) -> None:
         """Sign each image's provenance, then the generations record of the job; if either fails, the
@@ -89,7 +91,7 @@ def build_service(settings: ServiceSettings) -> Service:
                 | {
                     "prompt": meta["prompt"],
                     "negative_prompt": meta["negative_prompt"],
-                    "full_text_sha256": recorded.get("full_text_sha256"),
+                    "full_text_hmac_sha256": recorded.get("full_text_hmac_sha256"),
                 },
                 seed=image.seed,
                 tenant=job.tenant,
@@ -129,7 +131,7 @@ def build_service(settings: ServiceSettings) -> Service:
                 {"seed": i.seed, "pixels_sha256": i.provenance["record"]["image"]["pixels_sha256"]}
                 for i in job.images
             ],
-            **{k: recorded[k] for k in ("full_text_sha256", "prompt_policy") if k in recorded},
+            **{k: recorded[k] for k in ("full_text_hmac_sha256", "prompt_policy") if k in recorded},
         )
 
     queue = JobQueue(
@@ -151,7 +153,19 @@ def build_service(settings: ServiceSettings) -> Service:
         default_rate=settings.limits.default_rate,
         tenant_rate=settings.limits.tenant_rate,
     )
-    return Service(settings, engine, queue, authenticator, audit, registry, policy, signer, outputs, prompts)
+    return Service(
+        settings,
+        engine,
+        queue,
+        authenticator,
+        audit,
+        registry,
+        policy,
+        signer,
+        outputs,
+        prompts,
+        prompt_digest_key,
+    )
 
 
 def make_server(service: Service) -> uvicorn.Server:

@@ -4,6 +4,7 @@ name; nothing of the planted values reaches the audit tree, the service log, an 
 /metrics; images are encrypted on disk and carry valid provenance; tenants cannot see each other."""
 
 import hashlib
+import hmac
 import io
 import json
 import logging
@@ -97,7 +98,11 @@ def test_the_audit_record_holds_the_sanitized_prompt_and_the_full_ones_digest(ap
     assert len(mine) == 1
     record = mine[0]
     assert "[REDACTED:ssn]" in record["prompt"] and "(CLIENT_A)" in record["prompt"]
-    assert record["full_text_sha256"]["prompt"] == hashlib.sha256(PROMPT.encode()).hexdigest()
+    # Keyed with the host's secret: the plain SHA-256 (guessable around a redacted SSN) is nowhere.
+    key = (api["work"] / "prompt-kek" / "digest.key").read_bytes()
+    expected = hmac.new(key, PROMPT.encode(), hashlib.sha256).hexdigest()
+    assert record["full_text_hmac_sha256"]["prompt"] == expected
+    assert planted_anywhere(api["work"] / "audit", hashlib.sha256(PROMPT.encode()).hexdigest()) == []
     assert {f["rule"] for f in record["prompt_policy"]["findings"]} == {"ssn", "clients"}
 
 

@@ -1,6 +1,7 @@
 """The encrypted output store (airlock.store): envelope encryption, per-tenant KEKs, rotation,
 retention, erasure, tamper detection, and `airlock keys rotate` / `airlock outputs ...`."""
 
+import hashlib
 import io
 import json
 import os
@@ -708,3 +709,17 @@ def test_cli_every_outputs_help_shows_an_example():
     for command in commands:
         result = outputs(*command, "--help")
         assert result.exit_code == 0 and "Example: " in result.output, command
+
+
+def test_the_prompt_digest_key_is_private_stable_and_refused_when_open(tmp_path):
+    from airlock.store.digest import digest_key, keyed_digest
+
+    key = digest_key(tmp_path / "prompt-kek")
+    path = tmp_path / "prompt-kek" / "digest.key"
+    assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "prompt-kek").stat().st_mode & 0o777 == 0o700
+    assert digest_key(tmp_path / "prompt-kek") == key  # created once, then reused
+    assert keyed_digest(key, "x") != hashlib.sha256(b"x").hexdigest()
+    path.chmod(0o644)
+    with pytest.raises(KekError, match="chmod 600"):
+        digest_key(tmp_path / "prompt-kek")
