@@ -192,10 +192,14 @@ def test_collected_facts_are_what_the_program_declared(stack):
     facts, out = result["facts"], rec.outputs
     vpc_cidr = EXAMPLE[NS + "vpcCidr"]
     assert [(v["id"], v["cidr_blocks"]) for v in facts["vpcs"]] == [(out["vpcId"], [vpc_cidr])]
-    assert [(s["id"], s["availability_zone"], s["map_public_ip_on_launch"]) for s in facts["subnets"]] == [
-        (subnet, az, False)
-        for subnet, az in zip(out["subnetIds"], EXAMPLE[NS + "availabilityZones"], strict=True)
-    ]
+    # The program registers resources concurrently: compare by zone, never by creation order.
+    zones = EXAMPLE[NS + "availabilityZones"]
+    collected = sorted(
+        (s["availability_zone"], s["id"], s["map_public_ip_on_launch"]) for s in facts["subnets"]
+    )
+    assert collected == sorted(
+        (az, subnet, False) for az, subnet in zip(zones, out["subnetIds"], strict=True)
+    )
     assert facts["internet_gateways"] == facts["nat_gateways"] == facts["egress_only_internet_gateways"] == []
     assert facts["public_ips"] == []
 
@@ -204,7 +208,8 @@ def test_collected_facts_are_what_the_program_declared(stack):
     main = tables[rec.one(T["drtb"]).id]
     assert main["main"] and [r["target"] for r in main["routes"]] == ["local"]
     prefix_list = mocks.invoke("aws:ec2/getPrefixList:getPrefixList", {"name": f"com.amazonaws.{REGION}.s3"})
-    for table, subnet in zip(rec.of_type(T["rtb"]), out["subnetIds"], strict=True):
+    for az, subnet in zip(zones, out["subnetIds"], strict=True):
+        table = rec.one(T["rtb"], f"-routes-{az}")
         assert tables[table.id]["subnet_ids"] == [subnet]
         assert [(r["destination"], r["target"]) for r in tables[table.id]["routes"]] == [
             (vpc_cidr, "local"),
@@ -226,10 +231,12 @@ def test_collected_facts_are_what_the_program_declared(stack):
     # NACLs: the default one keeps only the implicit denies; the program's covers both subnets.
     acls = {a["id"]: a for a in facts["network_acls"]}
     assert {e["action"] for e in acls[rec.one(T["dacl"]).id]["entries"]} == {"deny"}
-    assert acls[rec.one(T["acl"]).id]["subnet_ids"] == out["subnetIds"]
+    assert sorted(acls[rec.one(T["acl"]).id]["subnet_ids"]) == sorted(out["subnetIds"])
 
     endpoints = {e["id"]: e for e in facts["vpc_endpoints"]}
-    assert endpoints[out["s3EndpointId"]]["route_table_ids"] == [t.id for t in rec.of_type(T["rtb"])]
+    assert sorted(endpoints[out["s3EndpointId"]]["route_table_ids"]) == sorted(
+        t.id for t in rec.of_type(T["rtb"])
+    )
     for service, endpoint_id in out["interfaceEndpointIds"].items():
         interface = endpoints[endpoint_id]
         assert (interface["type"], interface["service"]) == ("Interface", f"com.amazonaws.{REGION}.{service}")
@@ -271,7 +278,7 @@ def test_opening_the_program_enclave_is_reported_by_id(tmp_path):
         before = nonempty(collect_stack(url, rec)["findings"])
         assert before == moto_gaps(url, rec)
         ec2 = session().client("ec2", endpoint_url=url)
-        vpc, table = rec.outputs["vpcId"], rec.of_type(T["rtb"])[0].id  # the first zone's route table
+        vpc, table = rec.outputs["vpcId"], rec.of_type(T["rtb"])[0].id  # one zone's route table
         fleet = rec.outputs["fleetSecurityGroupId"]
         igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
         ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
