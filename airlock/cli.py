@@ -5,6 +5,7 @@ Exit codes scripts can trust: 0 ok, 1 a check failed, 2 usage error.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -41,6 +42,10 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(outputs_app, name="outputs")
 app.add_typer(provenance_app, name="provenance")
+# Nouns from packages that build on airlock (`evidence` from compliance): found through their entry
+# points, so airlock itself never imports them and works without them installed.
+for _plugin in importlib.metadata.entry_points(group="airlock.commands"):
+    app.add_typer(_plugin.load(), name=_plugin.name)
 
 
 @app.command(epilog="Example: airlock version")

@@ -70,7 +70,7 @@ $airlock lab ssh enclave -- curl -sS --max-time 5 http://internal.lab.airlock.te
 
 step "Generate an image through the HTTPS API from mgmt (TLS 1.3, an API key made on the host)"
 key=$($airlock lab ssh enclave -- sudo runuser -u airlock -- /opt/airlock/venv/bin/airlock apikeys create \
-  --tenant demo_tenant --permissions generate,jobs:read --created-by demo | sed -n 's/^api_key: *//p')
+  --tenant demo_tenant --permissions generate,jobs:read --expires 30d --created-by demo | sed -n 's/^api_key: *//p')
 ip netns exec mgmt curl -sS --fail-with-body --cacert .cache/lab-artifacts/ca/ca.crt -H "X-API-KEY: $key" \
   -H 'Content-Type: application/json' https://10.231.0.10:8443/v1/generation/text-to-image \
   -d '{"prompt": "a lighthouse on a cliff", "performance_selection": "Lightning", "image_seed": 42,

@@ -10,7 +10,11 @@ out=.cache/lab-artifacts
 airlock=.venv/bin/airlock
 export AIRLOCK_KEYS_DIR=$out/org-keys AIRLOCK_AUDIT_ROOT=$out/audit AIRLOCK_REGISTRY_ROOT=$out/registry
 
+# The controller's evidence-pack signing key (its own: auditors trust it, nothing else does).
+evidence_key() { [ -f "$out/evidence-keys/signing.key" ] || $airlock keys init --dir "$out/evidence-keys" >/dev/null; }
+
 if [ -f "$out/registry/model_manifest.yaml" ] && [ -f "$out/transfer-keys/signing.pub" ] && $airlock models verify --trust "$out/org-keys/signing.pub" >/dev/null 2>&1; then
+  evidence_key
   echo "$out: up to date (signed registry verifies)"
   exit 0
 fi
@@ -24,3 +28,4 @@ $airlock models import "$out/tiny/loras/lightning_lora.safetensors" --name sdxl_
   --version 1.0 --kind lora --approved-by security_team --source "airlock models make-tiny (random weights)" >/dev/null
 rm -rf "$out/tiny"
 $airlock models verify --trust "$out/org-keys/signing.pub"
+evidence_key

@@ -47,7 +47,7 @@ def api_key(host):
     with host.sudo():
         out = host.check_output(
             f"runuser -u airlock -- {AIRLOCK} apikeys create --tenant lab_tenant "
-            "--permissions generate,jobs:read,models:read --created-by infra-tests"
+            "--permissions generate,jobs:read,models:read --expires 30d --created-by infra-tests"
         )
     return re.search(r"api_key:\s+(alk_\S+)", out).group(1)
 

@@ -1,0 +1,231 @@
+"""Collection: fill a pack's raw/ folder from the live system and describe it in raw/collection.json.
+
+Hosts: playbooks/evidence.yml over the inventory's own SSH connection (Ansible runs the hosts in
+parallel, `--forks`), then a TLS probe from this controller to each host's API. Cloud: the read-only
+AWS collector. Every file written records what produced it; secrets are never collected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from airlock import __version__
+from airlock.errors import AirlockError
+from airlock.policy.egress import EgressPolicy, load_policy
+from compliance.collectors import tls
+from compliance.collectors.host_probe import VERSION as HOST_PROBE_VERSION
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAYBOOK = ROOT / "playbooks" / "evidence.yml"
+GOVCLOUD = ("us-gov-west-1", "us-gov-east-1")
+
+
+class CollectionError(AirlockError):
+    pass
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def policy_context(policy: EgressPolicy) -> dict:
+    return {
+        "sha256": policy.sha256,
+        "networks": {k: list(v) for k, v in policy.networks.items()},
+        "management_ssh": {"port": policy.management_ssh.port, "from": list(policy.management_ssh.sources)},
+        "service_api": {"port": policy.service_api.port, "from": list(policy.service_api.sources)},
+        "allow": [{**asdict(r), "to": list(r.to), "ports": list(r.ports)} for r in policy.allow],
+    }
+
+
+class Collection:
+    """raw/ and its index, written as artifacts arrive."""
+
+    def __init__(self, pack: Path, system: dict, context: dict):
+        self.pack, self.raw = pack, pack / "raw"
+        self.raw.mkdir(parents=True)
+        self.index: dict = {
+            "system": system,
+            "collector_versions": {"airlock": __version__, "host": HOST_PROBE_VERSION, "tls": tls.VERSION},
+            "context": context,
+            "subjects": {},
+            "artifacts": [],
+        }
+
+    def add(
+        self, subject: str, name: str, content: str | bytes, source: str, collected_at: str, **meta
+    ) -> None:
+        path = self.raw / subject / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        self.index["artifacts"].append(
+            {
+                "path": str(path.relative_to(self.pack)),
+                "subject": subject,
+                "source": source,
+                "collected_at": collected_at,
+                "rc": int(meta.get("rc", 0)),
+                "stderr": meta.get("stderr", ""),
+            }
+        )
+
+    def finish(self) -> None:
+        self.index["artifacts"].sort(key=lambda a: a["path"])
+        (self.raw / "collection.json").write_text(json.dumps(self.index, indent=2, sort_keys=True) + "\n")
+
+
+def run_playbook(inventory: Path, raw_hosts: Path, limit: str | None, forks: int) -> None:
+    ansible = Path(sys.executable).with_name("ansible-playbook")
+    argv = [
+        str(ansible if ansible.exists() else "ansible-playbook"),
+        "-i",
+        str(inventory),
+        str(PLAYBOOK),
+        "-e",
+        f"evidence_raw_dir={raw_hosts}",
+        "--forks",
+        str(forks),
+    ]
+    if limit:
+        argv += ["--limit", limit]
+    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_STDOUT_CALLBACK": "default"}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise CollectionError(
+            f"playbooks/evidence.yml failed (exit {done.returncode}); its last lines:\n{tail}"
+        )
+
+
+def add_host(collection: Collection, report: Path, target: dict) -> None:
+    host = target["host"]
+    probe = json.loads(report.read_text())
+    for name, artifact in sorted(probe["artifacts"].items()):
+        collection.add(
+            host,
+            name,
+            artifact["content"],
+            f"ssh {host}: {artifact['source']}",
+            artifact["collected_at"],
+            rc=artifact["rc"],
+            stderr=artifact["stderr"],
+        )
+    started = utcnow()
+    result = tls.probe(target["address"], int(target["port"]), target["server_name"], Path(target["ca_cert"]))
+    collection.add(
+        host,
+        "tls_probe.json",
+        json.dumps(result, indent=2, sort_keys=True) + "\n",
+        f"controller: TLS handshakes to {target['address']}:{target['port']}",
+        started,
+    )
+    if target.get("us_persons"):
+        attestation = yaml.safe_load(Path(target["us_persons"]).read_text())
+        collection.add(
+            host,
+            "attestation.json",
+            json.dumps(attestation, indent=2, sort_keys=True, default=str) + "\n",
+            f"controller: read {target['us_persons']} (the inventory's US-person attestation)",
+            started,
+        )
+    collection.index["subjects"][host] = {
+        "kind": "host",
+        "context": {
+            "address": target["address"],
+            "service_port": int(target["port"]),
+            "ssh_port": collection.index["context"]["egress_policy"]["management_ssh"]["port"],
+            "paths": target["paths"],
+        },
+    }
+
+
+def collect_hosts(collection: Collection, inventory: Path, limit: str | None, forks: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="airlock-evidence-") as tmp:
+        run_playbook(inventory, Path(tmp), limit, forks)
+        targets = sorted(Path(tmp).glob("*.target.json"))
+        if not targets:
+            raise CollectionError(f"{inventory}: no host in group gpu_hosts answered the evidence playbook")
+        loaded = [json.loads(t.read_text()) for t in targets]
+        with ThreadPoolExecutor(max_workers=max(1, forks)) as pool:  # TLS probes in parallel too
+            list(pool.map(lambda t: add_host(collection, Path(tmp) / f"{t['host']}.json", t), loaded))
+
+
+def collect_aws(
+    collection: Collection,
+    region: str,
+    endpoint_url: str | None,
+    vpc_id: str | None,
+    internal_cidrs: list[str],
+) -> None:
+    from compliance.collectors import aws
+
+    started = utcnow()
+    result = aws.collect(
+        region=region, endpoint_url=endpoint_url, vpc_id=vpc_id, internal_cidrs=internal_cidrs
+    )
+    collection.add(
+        "cloud",
+        "aws.json",
+        json.dumps(result, indent=2, sort_keys=True, default=str) + "\n",
+        f"aws api (read-only, compliance.collectors.aws) region {region}"
+        + (f" vpc {vpc_id}" if vpc_id else ""),
+        started,
+    )
+    collection.index["subjects"]["cloud"] = {"kind": "cloud", "context": {}}
+    collection.index["collector_versions"]["aws"] = aws.VERSION if hasattr(aws, "VERSION") else "1"
+
+
+def collect(
+    pack: Path,
+    *,
+    system: str,
+    inventory: Path | None,
+    policy_path: Path,
+    limit: str | None = None,
+    forks: int = 10,
+    aws_region: str | None = None,
+    aws_endpoint_url: str | None = None,
+    vpc_id: str | None = None,
+    internal_cidrs: tuple[str, ...] = (),
+    allowed_regions: tuple[str, ...] = GOVCLOUD,
+) -> None:
+    if inventory is None and aws_region is None:
+        raise CollectionError("nothing to collect: pass --inventory (hosts) and/or --aws-region (cloud)")
+    policy = load_policy(policy_path)
+    context = {"egress_policy": policy_context(policy), "allowed_regions": list(allowed_regions)}
+    collection = Collection(
+        pack,
+        {"name": system, "inventory": str(inventory) if inventory else None, "hosts": [], "cloud": None},
+        context,
+    )
+    collection.add(
+        "controller", "egress.yml", policy.path.read_bytes(), f"controller: read {policy.path}", utcnow()
+    )
+    collection.index["subjects"]["controller"] = {"kind": "controller", "context": {}}
+    if inventory is not None:
+        collect_hosts(collection, inventory, limit, forks)
+    if aws_region is not None:
+        collect_aws(collection, aws_region, aws_endpoint_url, vpc_id, list(internal_cidrs))
+        collection.index["system"]["cloud"] = {"provider": "aws", "region": aws_region, "vpc": vpc_id}
+    collection.index["system"]["hosts"] = sorted(
+        n for n, s in collection.index["subjects"].items() if s["kind"] == "host"
+    )
+    collection.finish()
+
+
+def copy_raw(source_pack: Path, pack: Path) -> None:
+    """Re-evaluate collected facts offline: the same raw/ in a new pack."""
+    if not (source_pack / "raw" / "collection.json").is_file():
+        raise CollectionError(f"{source_pack} has no raw/collection.json: not an evidence pack or raw folder")
+    shutil.copytree(source_pack / "raw", pack / "raw")

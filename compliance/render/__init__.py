@@ -1,0 +1,1 @@
+"""Renderers: turn an evidence pack's results into its documents (diagram, pages, procedures, OSCAL)."""
