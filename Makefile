@@ -40,7 +40,8 @@ venv: $(VENV)/.installed ## Create .venv from requirements.lock (hash-checked)
 $(AIRLOCK_WHEEL): $(VENV)/.installed pyproject.toml $(wildcard $(shell git ls-files airlock inference compliance 2>/dev/null))
 	rm -rf .cache/dist build
 	SOURCE_DATE_EPOCH=315532800 $(VENV)/bin/pip wheel --quiet --no-deps --no-build-isolation -w .cache/dist .
-	rm -rf build
+	# the egg-info it leaves in the checkout would shadow the venv's metadata (entry points) from here
+	rm -rf build airlock.egg-info
 
 # `created` is the last commit's time (not the newest input file's mtime): a rebuild is byte-identical.
 bundle: venv lab-artifacts $(AIRLOCK_WHEEL) ## The lab's signed transfer bundle (wheels, apt repo, models) the lab host installs from

@@ -58,6 +58,8 @@ def build(
     allowed_region: list[str] = typer.Option(
         list(collect.GOVCLOUD), help="Regions data may reside in (ITAR)."
     ),
+    pulumi_export: Path = typer.Option(None, help="A `pulumi stack export` JSON file of the enclave stack."),
+    pulumi_stack: str = typer.Option(None, help="Run `pulumi stack export` for this stack (needs the CLI)."),
     from_raw: Path = typer.Option(
         None, help="Re-evaluate the raw/ of an earlier pack instead of collecting."
     ),

@@ -23,7 +23,7 @@ import yaml
 from airlock import __version__
 from airlock.errors import AirlockError
 from airlock.policy.egress import EgressPolicy, load_policy
-from compliance.collectors import tls
+from compliance.collectors import pulumi_state, tls
 from compliance.collectors.host_probe import VERSION as HOST_PROBE_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,7 +183,29 @@ def collect_aws(
         started,
     )
     collection.index["subjects"]["cloud"] = {"kind": "cloud", "context": {}}
+    collection.index["system"]["cloud"] = {
+        "provider": "aws",
+        "account": result["account"],  # the account the read-only calls ran as (sts get-caller-identity)
+        "region": region,
+        "vpc": vpc_id,
+    }
     collection.index["collector_versions"]["aws"] = aws.VERSION if hasattr(aws, "VERSION") else "1"
+
+
+def collect_pulumi(collection: Collection, export_file: Path | None, stack: str | None) -> None:
+    started = utcnow()
+    text = export_file.read_text() if export_file else pulumi_state.export(stack or "", ROOT / "pulumi")
+    source = f"controller: read {export_file}" if export_file else f"pulumi stack export --stack {stack}"
+    try:
+        found = pulumi_state.findings(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise CollectionError(f"{export_file or 'pulumi stack export'} is not JSON: {exc}") from exc
+    # The export as it was (secrets stay encrypted: `pulumi stack export` without --show-secrets).
+    collection.add("pulumi", "stack_export.json", text, source, started)
+    findings = json.dumps(found, indent=2, sort_keys=True) + "\n"
+    collection.add("pulumi", "stack_findings.json", findings, "compliance.collectors.pulumi_state", started)
+    collection.index["subjects"]["pulumi"] = {"kind": "pulumi", "context": {}}
+    collection.index["collector_versions"]["pulumi"] = pulumi_state.VERSION
 
 
 def collect(
@@ -199,9 +221,13 @@ def collect(
     vpc_id: str | None = None,
     internal_cidrs: tuple[str, ...] = (),
     allowed_regions: tuple[str, ...] = GOVCLOUD,
+    pulumi_export: Path | None = None,
+    pulumi_stack: str | None = None,
 ) -> None:
-    if inventory is None and aws_region is None:
-        raise CollectionError("nothing to collect: pass --inventory (hosts) and/or --aws-region (cloud)")
+    if inventory is None and aws_region is None and pulumi_export is None and pulumi_stack is None:
+        raise CollectionError(
+            "nothing to collect: pass --inventory (hosts), --aws-region (cloud) or --pulumi-export (stack)"
+        )
     policy = load_policy(policy_path)
     context = {"egress_policy": policy_context(policy), "allowed_regions": list(allowed_regions)}
     collection = Collection(
@@ -217,7 +243,8 @@ def collect(
         collect_hosts(collection, inventory, limit, forks)
     if aws_region is not None:
         collect_aws(collection, aws_region, aws_endpoint_url, vpc_id, list(internal_cidrs))
-        collection.index["system"]["cloud"] = {"provider": "aws", "region": aws_region, "vpc": vpc_id}
+    if pulumi_export is not None or pulumi_stack is not None:
+        collect_pulumi(collection, pulumi_export, pulumi_stack)
     collection.index["system"]["hosts"] = sorted(
         n for n, s in collection.index["subjects"].items() if s["kind"] == "host"
     )

@@ -16,7 +16,10 @@ from compliance import catalogs
 from compliance.checks import CHECKS, FAIL, MANUAL, NA, PASS, Facts, Outcome, evaluate
 
 SCHEMA = "airlock-evidence/1"
-NO_CLOUD = "no cloud account was collected (airlock evidence build --aws-region ... collects one)"
+NOT_COLLECTED = {
+    "cloud": "no cloud account was collected (airlock evidence build --aws-region ... collects one)",
+    "pulumi": "no Pulumi stack state was collected (--pulumi-export FILE or --pulumi-stack NAME)",
+}
 
 
 def sha256_file(path: Path) -> str:
@@ -58,8 +61,9 @@ def run_checks(subjects: list[Facts]) -> list[Outcome]:
     outcomes = []
     for facts in subjects:
         outcomes += [evaluate(c, facts) for c in CHECKS.values() if c.scope == facts.kind]
-    if not any(f.kind == "cloud" for f in subjects):
-        outcomes += [Outcome(c.id, "cloud", NA, NO_CLOUD) for c in CHECKS.values() if c.scope == "cloud"]
+    for scope, reason in NOT_COLLECTED.items():
+        if not any(f.kind == scope for f in subjects):
+            outcomes += [Outcome(c.id, scope, NA, reason) for c in CHECKS.values() if c.scope == scope]
     return outcomes
 
 
@@ -162,8 +166,10 @@ def topology(subjects: list[Facts], collection: dict) -> dict:
                 {"id": e["id"], "service": e["service"].rsplit(".", 1)[-1], "type": e["type"]}
                 for e in state.get("vpc_endpoints", [])
             ],
-            "internet_gateways": [
-                g["id"] for g in state.get("internet_gateways", []) if g.get("attachments")
+            "internet_gateways": [  # as the diagram draws them: id and attachments, attached ones only
+                {"id": g["id"], "attachments": g["attachments"]}
+                for g in state.get("internet_gateways", [])
+                if g.get("attachments")
             ],
         }
     return {

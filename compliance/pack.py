@@ -56,6 +56,7 @@ def procedure_facts(results: dict, pack: Path) -> dict:
                 "prompt_keys": f"{state}/prompt-kek",
                 "signing_key": paths["signing_key_dir"],
                 "tls_dir": f"{conf}/tls",
+                "airlock": paths["airlock"],
                 "bundle_dir": paths["bundle_dir"],
             }
         )

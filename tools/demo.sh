@@ -85,6 +85,12 @@ ip netns exec mgmt curl -sS --cacert .cache/lab-artifacts/ca/ca.crt -o /dev/null
 step "Read-only verification of the host (playbooks/verify.yml): sshd, egress, models, audit chain, service"
 ip netns exec mgmt .venv/bin/ansible-playbook -i inventory/lab playbooks/verify.yml | tail -n 2
 
+step "Evidence pack from the live host: SOC 2, HIPAA, NIST 800-171, CMMC L2, ITAR (signed; OSCAL inside)"
+pack=evidence/$(date -u +%Y-%m-%dT%H%M%SZ)
+ip netns exec mgmt $airlock evidence build --inventory inventory/lab --out "$pack" \
+  --key .cache/lab-artifacts/evidence-keys
+$airlock evidence verify "$pack" --trust .cache/lab-artifacts/evidence-keys/signing.pub
+
 trap - EXIT
 step "Tear down"
 $airlock lab down
@@ -94,3 +100,4 @@ echo "namespaces left: $left; nspawn processes left: $(pgrep -c -f 'machine=airl
 echo "this machine's firewall, links and routes: before $before, after $after"
 [ "$before" = "$after" ] && [ "$left" -eq 0 ] || { echo "error: the demo left something behind" >&2; exit 1; }
 echo "demo complete"
+echo "evidence pack: $pack/index.html  (check it: $airlock evidence verify $pack --trust .cache/lab-artifacts/evidence-keys/signing.pub)"

@@ -3,7 +3,7 @@ real unit names, paths and inventory so an on-call engineer can run them as writ
 
 `facts`: {"system": ..., "inventory": ..., "hosts": [{"name", "address", "service_unit", "config",
 "audit_root", "registry_root", "apikeys", "outputs", "output_keys", "prompt_keys", "signing_key",
-"tls_dir", "bundle_dir", "port"}, ...]}.
+"tls_dir", "bundle_dir", "airlock" (the CLI's path on the host), "port"}, ...]}.
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ SAMPLE = {
                 },
                 {
                     "id": "CC6.6",
-                    "title": "Logical access security measures against threats from outside system boundaries",
+                    "title": "Logical access security against threats from outside the system boundaries",
                     "status": "pass",
                     "checks": [
                         {"id": "egress_default_deny", "subject": "enclave", "status": "pass"},
@@ -169,7 +169,12 @@ SAMPLE = {
             {
                 "host": "enclave",
                 "category": "generations",
-                "record": {"seq": 1, "timestamp": "2026-12-04T05:50:00Z", "tenant": "team-a", "hash": "e5" * 32},
+                "record": {
+                    "seq": 1,
+                    "timestamp": "2026-12-04T05:50:00Z",
+                    "tenant": "team-a",
+                    "hash": "e5" * 32,
+                },
             }
         ],
         "topology": {

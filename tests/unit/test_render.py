@@ -34,6 +34,7 @@ FACTS = {
             "signing_key": "/etc/airlock/keys",
             "tls_dir": "/etc/airlock/tls",
             "bundle_dir": "/srv/airlock/bundles/current",
+            "airlock": "/opt/airlock/venv/bin/airlock",
             "port": 8443,
         }
     ],
@@ -235,6 +236,7 @@ def test_procedures_are_filled_with_the_real_names_and_paths():
         "tls_dir",
         "config",
         "outputs",
+        "airlock",
     ]:
         assert f"`{host[key]}`" in recovery
     assert "ansible-playbook -i inventory/lab playbooks/site.yml" in recovery
