@@ -524,7 +524,6 @@ def _config(facts: Facts) -> dict:
     "host",
     "store_scan.json",
     "airlock.toml",
-    "file_modes.json",
 )
 def outputs_encrypted(facts: Facts):
     scan, paths = facts.json("store_scan.json"), _config(facts).get("paths", {})
