@@ -563,11 +563,7 @@ def prompt_policy_enforced(facts: Facts):
 )
 def service_egress_guard(facts: Facts):
     allowed = _config(facts).get("engine", {}).get("egress_allowed_cidrs", [])
-    inside = [
-        ipaddress.ip_network(c)
-        for cidrs in facts.context["egress_policy"]["networks"].values()
-        for c in cidrs
-    ]
+    inside = _policy_networks(facts)
     outside = [
         c
         for c in allowed
@@ -617,15 +613,19 @@ def time_source_internal(facts: Facts):
     servers = facts.keyvalues("timesyncd.txt").get("NTP", "").split()
     if not servers:
         return FAIL, "no NTP server configured (audit timestamps need a trusted clock)"
-    inside = [
+    outside = [s for s in servers if not _is_inside(s, _policy_networks(facts))]
+    return verdict(
+        [f"NTP server {s} is not an internal address" for s in outside], f"NTP {', '.join(servers)}"
+    )
+
+
+def _policy_networks(facts: Facts) -> list:
+    """The egress policy's named internal networks: what counts as inside the enclave."""
+    return [
         ipaddress.ip_network(c)
         for cidrs in facts.context["egress_policy"]["networks"].values()
         for c in cidrs
     ]
-    outside = [s for s in servers if not _is_inside(s, inside)]
-    return verdict(
-        [f"NTP server {s} is not an internal address" for s in outside], f"NTP {', '.join(servers)}"
-    )
 
 
 def _is_inside(address: str, networks: list) -> bool:

@@ -16,7 +16,7 @@ from compliance import collect, pack
 app = typer.Typer(
     help="Evidence packs: SOC 2, HIPAA, NIST 800-171, CMMC L2, ITAR from the live system.",
     no_args_is_help=True,
-    epilog="Example: airlock evidence build --inventory inventory/lab --key .cache/lab-artifacts/evidence-keys",
+    epilog="Example: airlock evidence build --inventory inventory/prod --key /etc/airlock/evidence-keys",
 )
 
 

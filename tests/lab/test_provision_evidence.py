@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from labcheck import ROOT, airlock
-from test_provision import ENV, in_mgmt, playbook
+from test_provision import ENV, in_mgmt, on_host, playbook
 
 from compliance import catalogs
 
@@ -26,12 +26,6 @@ for _framework in catalogs.load_all():
     for _control in _framework["controls"]:
         for _check in _control["checks"]:
             MAPPED.setdefault(_check, set()).add((_framework["id"], _control["id"]))
-
-
-def on_host(command: str) -> str:
-    result = airlock("lab", "ssh", "enclave", "--", f"sudo sh -c {shlex.quote(command)}")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 @pytest.fixture(scope="module")
