@@ -52,9 +52,9 @@ bundle: venv lab-artifacts $(AIRLOCK_WHEEL) ## The lab's signed transfer bundle 
 lab-artifacts: venv ## The lab's signed registry (tiny random-weight SDXL), its signing key and the transfer key
 	tools/lab_artifacts.sh
 
-lock: ## Re-resolve requirements.in into requirements.lock (pins + sha256)
+lock: ## Re-resolve requirements.in into requirements.lock (pins + sha256); KEEP=1 adds new packages only
 	python3 -m venv .cache/lock-venv
-	.cache/lock-venv/bin/python tools/lock.py requirements.in requirements.lock
+	.cache/lock-venv/bin/python tools/lock.py requirements.in requirements.lock $(if $(KEEP),--keep-pins)
 
 test: unit-test lab-test ## Unit tests, then the lab tests (root: lab up -> tests -> lab down)
 

@@ -2,7 +2,10 @@
 
 pip itself does the resolution (`pip install --dry-run --report`), so the lock holds exactly the
 files pip would install on this platform (Linux x86_64, CPython 3.11: the enclave's target).
-Usage: python tools/lock.py requirements.in requirements.lock
+Usage: python tools/lock.py requirements.in requirements.lock [--keep-pins]
+
+--keep-pins resolves with every version already in the lock as a constraint: a package added to
+requirements.in gets locked (with what it needs) and nothing that was locked moves.
 """
 
 from __future__ import annotations
@@ -29,9 +32,18 @@ def sha256_of(url: str, known: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
-def main(src: str, dst: str) -> None:
+def pins(lock: Path) -> str:
+    """`name==version` of every package in a lock, as a pip constraints file."""
+    return "".join(line.split()[0] + "\n" for line in lock.read_text().splitlines() if "==" in line)
+
+
+def main(src: str, dst: str, keep_pins: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp, "report.json")
+        constraints = []
+        if keep_pins:
+            Path(tmp, "pins.txt").write_text(pins(Path(dst)))
+            constraints = ["-c", str(Path(tmp, "pins.txt"))]
         subprocess.run(
             [
                 sys.executable,
@@ -45,6 +57,7 @@ def main(src: str, dst: str) -> None:
                 str(report),
                 "-r",
                 src,
+                *constraints,
             ],
             check=True,
         )
@@ -64,6 +77,7 @@ def main(src: str, dst: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        raise SystemExit("usage: python tools/lock.py requirements.in requirements.lock")
-    main(sys.argv[1], sys.argv[2])
+    args = [a for a in sys.argv[1:] if a != "--keep-pins"]
+    if len(args) != 2:
+        raise SystemExit("usage: python tools/lock.py requirements.in requirements.lock [--keep-pins]")
+    main(args[0], args[1], keep_pins="--keep-pins" in sys.argv)
