@@ -44,8 +44,29 @@ app.add_typer(outputs_app, name="outputs")
 app.add_typer(provenance_app, name="provenance")
 # Nouns from packages that build on airlock (`evidence` from compliance): found through their entry
 # points, so airlock itself never imports them and works without them installed.
+# A noun that cannot load must not take the others down (hosts run `airlock audit seal` from timers).
+
+
+def _unavailable(name: str, exc: ImportError) -> typer.Typer:
+    broken = typer.Typer(help=f"(not available here: {exc})")
+
+    @broken.callback(invoke_without_command=True)
+    def refuse() -> None:
+        typer.echo(
+            f"error: `airlock {name}` cannot load here ({exc}); install its extra: pip install "
+            f"'airlock[{name}]'",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+    return broken
+
+
 for _plugin in importlib.metadata.entry_points(group="airlock.commands"):
-    app.add_typer(_plugin.load(), name=_plugin.name)
+    try:
+        app.add_typer(_plugin.load(), name=_plugin.name)
+    except ImportError as _exc:
+        app.add_typer(_unavailable(_plugin.name, _exc), name=_plugin.name)
 
 
 @app.command(epilog="Example: airlock version")

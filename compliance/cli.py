@@ -1,5 +1,10 @@
 """`airlock evidence build|verify|diff` (registered with the `airlock` CLI as a plugin entry point:
-`airlock` never imports `compliance`)."""
+`airlock` never imports `compliance`).
+
+The `airlock` command on every host loads this module: the pack machinery (OSCAL schemas, jsonschema,
+trestle, jinja2) is imported only when a command runs, so a host without those packages keeps a
+working CLI and `airlock evidence` there says what to install.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,21 @@ import typer
 from airlock.clitools import console, fail
 from airlock.errors import AirlockError
 from airlock.keys import load_signer, load_verifier
-from compliance import collect, pack
+from compliance import GOVCLOUD
+
+
+def _machinery():
+    """compliance.collect and compliance.pack, or a clear error where their packages are missing."""
+    try:
+        from compliance import collect, pack  # lazily: see the module docstring
+    except ImportError as exc:
+        fail(
+            f"evidence packs need {exc.name}, not installed here: run them from the controller, "
+            "or install with: pip install 'airlock[evidence]'",
+            2,
+        )
+    return collect, pack
+
 
 app = typer.Typer(
     help="Evidence packs: SOC 2, HIPAA, NIST 800-171, CMMC L2, ITAR from the live system.",
@@ -56,9 +75,7 @@ def build(
     internal_cidr: list[str] = typer.Option(
         [], help="Ranges outside the VPC the enclave may reach (repeat)."
     ),
-    allowed_region: list[str] = typer.Option(
-        list(collect.GOVCLOUD), help="Regions data may reside in (ITAR)."
-    ),
+    allowed_region: list[str] = typer.Option(list(GOVCLOUD), help="Regions data may reside in (ITAR)."),
     pulumi_export: Path = typer.Option(None, help="A `pulumi stack export` JSON file of the enclave stack."),
     pulumi_stack: str = typer.Option(None, help="Run `pulumi stack export` for this stack (needs the CLI)."),
     from_raw: Path = typer.Option(
@@ -68,6 +85,7 @@ def build(
     """Collect from the live system, evaluate every control, write and sign the pack.
 
     Exit 1 if a control fails (the pack is still written: it is the evidence of the failure)."""
+    collect, pack = _machinery()
     try:
         signer = load_signer(key)
         stamp = collect.utcnow()
@@ -112,6 +130,7 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
 ) -> None:
     """Check the signature and every file: exit 1 on any altered, missing or extra file."""
+    _, pack = _machinery()
     try:
         problems = pack.verify(pack_dir, load_verifier(trust))
     except (AirlockError, OSError, ValueError) as exc:
@@ -136,6 +155,7 @@ def diff(
     as_json: bool = typer.Option(False, "--json", help="Print the changes as JSON."),
 ) -> None:
     """Controls whose status changed between two packs (drift). Exit 1 if any got worse."""
+    _, pack = _machinery()
     try:
         changes = pack.diff(old, new)
     except (OSError, ValueError, KeyError) as exc:

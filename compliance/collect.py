@@ -23,12 +23,12 @@ import yaml
 from airlock import __version__
 from airlock.errors import AirlockError
 from airlock.policy.egress import EgressPolicy, load_policy
+from compliance import GOVCLOUD
 from compliance.collectors import pulumi_state, tls
 from compliance.collectors.host_probe import VERSION as HOST_PROBE_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOK = ROOT / "playbooks" / "evidence.yml"
-GOVCLOUD = ("us-gov-west-1", "us-gov-east-1")
 
 
 class CollectionError(AirlockError):

@@ -48,3 +48,27 @@ def test_usage_errors_exit_2():
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "airlock.cli", "version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("airlock ")
+
+
+HOST_WITHOUT_EVIDENCE_PACKAGES = """
+import sys
+for name in ("jsonschema", "regex", "trestle"):  # what a GPU host's venv (airlock[engine,service]) lacks
+    sys.modules[name] = None
+from airlock.cli import main
+sys.argv = ["airlock", *sys.argv[1:]]
+main()
+"""
+
+
+def host_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-c", HOST_WITHOUT_EVIDENCE_PACKAGES, *args], capture_output=True, text=True
+    )
+
+
+def test_a_host_without_the_evidence_packages_keeps_a_working_cli():
+    assert host_cli("version").returncode == 0
+    assert host_cli("audit", "--help").returncode == 0
+    refused = host_cli("evidence", "build", "--inventory", "inventory/lab")
+    assert refused.returncode == 2
+    assert "evidence packs need jsonschema" in refused.stderr and "Traceback" not in refused.stderr
