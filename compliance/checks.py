@@ -531,12 +531,17 @@ def outputs_encrypted(facts: Facts):
         f"{len(files)} {kind} file(s) in the clear, e.g. {files[0]}"
         for kind, files in sorted(scan["plaintext_like"].items())
     ]
+    problems += [f"{path} is not an encrypted envelope" for path in scan["not_envelope"]]
+    problems += [f"{path} does not belong in the store" for path in scan["unexpected"]]
     problems += [
         f"airlock.toml sets no {key}"
         for key in ("outputs", "output_keys", "prompts", "prompt_keys")
         if not paths.get(key)
     ]
-    return verdict(problems, f"{scan['files']} stored files, none readable as an image or a prompt")
+    return verdict(
+        problems,
+        f"{scan['envelopes']} encrypted objects and {scan['wrapped_keys']} wrapped keys, nothing else",
+    )
 
 
 @check(

@@ -112,27 +112,46 @@ def file_modes(paths: list[str]) -> list[dict]:
     return out
 
 
-MAGIC = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg", b"RIFF": "webp", b"{": "json", b"GIF8": "gif"}
+IMAGE_MAGIC = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg", b"RIFF": "webp", b"GIF8": "gif"}
+ENVELOPE = b"ALOUT01\n"  # airlock.store.envelope.MAGIC: every stored object starts with it
 
 
 def store_scan(roots: list[str]) -> dict:
-    """Every file in the encrypted stores, by what its first bytes look like: ciphertext looks like none."""
-    found: dict[str, list[str]] = {}
-    count = 0
+    """The encrypted stores file by file: each object (.enc) must be an envelope, each .key a wrapped
+    data key (JSON by design, no content); anything else, or an image's bytes anywhere, is listed."""
+    found: dict = {
+        "roots": roots,
+        "files": 0,
+        "envelopes": 0,
+        "wrapped_keys": 0,
+        "not_envelope": [],
+        "unexpected": [],
+        "plaintext_like": {},
+    }
     for root in roots:
         for dirpath, _dirs, files in os.walk(root):
+            if os.path.basename(dirpath) == ".locks":
+                continue
             for name in files:
                 path = os.path.join(dirpath, name)
-                count += 1
+                found["files"] += 1
                 try:
                     with open(path, "rb") as f:
-                        head = f.read(8)
+                        head = f.read(16)
                 except OSError:
                     continue
-                kind = next((k for magic, k in MAGIC.items() if head.startswith(magic)), None)
+                kind = next((k for magic, k in IMAGE_MAGIC.items() if head.startswith(magic)), None)
                 if kind:
-                    found.setdefault(kind, []).append(path)
-    return {"roots": roots, "files": count, "plaintext_like": found}
+                    found["plaintext_like"].setdefault(kind, []).append(path)
+                elif name.endswith(".enc") and head.startswith(ENVELOPE):
+                    found["envelopes"] += 1
+                elif name.endswith(".enc"):
+                    found["not_envelope"].append(path)
+                elif name.endswith(".key") and head.startswith(b"{"):
+                    found["wrapped_keys"] += 1
+                else:
+                    found["unexpected"].append(path)
+    return found
 
 
 def authorized_keys() -> list[dict]:

@@ -21,8 +21,11 @@ import pytest
 from markupsafe import escape
 from typer.testing import CliRunner
 
+from airlock.audit import AuditLog
 from airlock.cli import app
 from airlock.keys import init_keys, load_verifier
+from airlock.store import FileKeks, OutputStore
+from airlock.store.envelope import MAGIC
 from compliance import catalogs, collect, pack
 from compliance.checks import CHECKS, FAIL, MANUAL, NA, PASS
 from compliance.collectors import host_probe
@@ -1028,18 +1031,30 @@ def test_redact_urls_hides_passwords():
     assert host_probe.redact_urls(plain) == plain
 
 
-def test_store_scan_flags_plaintext_images_only(tmp_path):
-    outputs = tmp_path / "outputs" / "lab_tenant"
-    outputs.mkdir(parents=True)
-    (outputs / "0001.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
-    (outputs / "0002.enc").write_bytes(b"\x00" + os.urandom(255))  # ciphertext: no known magic
-    empty = tmp_path / "prompts"
-    empty.mkdir()
-    scan = host_probe.store_scan([str(tmp_path / "outputs"), str(empty)])
-    assert scan["files"] == 2
-    assert scan["plaintext_like"] == {"png": [str(outputs / "0001.png")]}
-    (outputs / "0001.png").write_bytes(b"\x01" + os.urandom(64))
-    assert host_probe.store_scan([str(tmp_path / "outputs")])["plaintext_like"] == {}
+def test_store_scan_knows_the_real_store_and_flags_everything_else(tmp_path):
+    """Objects written by the real OutputStore are envelopes + wrapped keys (JSON by design): a clean
+    scan; a plaintext image, a non-envelope object or a stray file are each named."""
+    assert host_probe.ENVELOPE == MAGIC  # the probe runs on the host without airlock: its own copy
+    with AuditLog(tmp_path / "audit") as audit:
+        store = OutputStore(tmp_path / "outputs", FileKeks(tmp_path / "kek"), audit)
+        store.put("lab_tenant", "job-0", b"\x89PNG\r\n\x1a\n" + os.urandom(64), {"seed": 1})
+    scan = host_probe.store_scan([str(tmp_path / "outputs")])
+    assert (scan["envelopes"], scan["wrapped_keys"], scan["not_envelope"], scan["unexpected"]) == (
+        1,
+        1,
+        [],
+        [],
+    )
+    assert scan["plaintext_like"] == {}
+    tenant = tmp_path / "outputs" / "lab_tenant"
+    (tenant / "0001.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
+    (tenant / "job-1.enc").write_bytes(b"\x00" + os.urandom(255))
+    (tenant / "notes.txt").write_bytes(b"hello")
+    scan = host_probe.store_scan([str(tmp_path / "outputs")])
+    assert scan["plaintext_like"] == {"png": [str(tenant / "0001.png")]}
+    assert scan["not_envelope"] == [str(tenant / "job-1.enc")] and scan["unexpected"] == [
+        str(tenant / "notes.txt")
+    ]
 
 
 def test_probe_reports_reached_only_when_something_answers():
