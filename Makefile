@@ -21,7 +21,7 @@ AIRLOCK_WHEEL := .cache/dist/airlock-$(VERSION)-py3-none-any.whl
 LAB_BUNDLE := .cache/bundle/airlock-lab.tar
 LAB_PLAYBOOK := ip netns exec mgmt $(VENV)/bin/ansible-playbook -i inventory/lab
 
-.PHONY: help venv lock bundle lab-artifacts lab-provision test unit-test lab-test lab-infra-test lint demo bench lab-up lab-down lab-status clean
+.PHONY: screenshots help venv lock bundle lab-artifacts lab-provision test unit-test lab-test lab-infra-test lint demo bench lab-up lab-down lab-status clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -88,6 +88,10 @@ bench: venv ## Benchmarks, printed as ratios measured in one run (root for the l
 	$(PY) bench/protect.py
 	$(PY) bench/evidence.py
 	$(PY) bench/lab_cycle.py
+
+screenshots: venv ## Run the web page's browser tests and copy their screenshots to docs/screenshots/
+	$(PY) -m pytest tests/unit/test_web_browser.py -q
+	mkdir -p docs/screenshots && cp .cache/test-artifacts/ui/*.png docs/screenshots/
 
 lab-up: venv ## Bring the local lab up (root)
 	$(VENV)/bin/airlock lab up

@@ -37,11 +37,20 @@ from airlock.store.digest import keyed_digest
 from inference.api.compat import A1111_SAMPLERS, A1111Request, FooocusRequest
 from inference.auth import Authenticator, AuthError, Principal, extract_key
 from inference.engine.engine import Engine
-from inference.engine.options import SAMPLERS, OptionError
+from inference.engine.options import (
+    ASPECT_RATIOS,
+    DEFAULT_ASPECT_RATIO,
+    DEFAULT_PRESET,
+    PRESETS,
+    SAMPLERS,
+    SCHEDULERS,
+    OptionError,
+)
 from inference.engine.request import GenerationRequest
 from inference.queue import Job, JobQueue, JobState, QueueClosed, QueueFull, UnknownJob
 from inference.sanitize import PromptBlocked, PromptPolicy
 from inference.settings import ServiceSettings
+from inference.web import mount_ui
 
 
 class ErrorBody(BaseModel):
@@ -208,7 +217,7 @@ def create_app(service: Service) -> FastAPI:
     async def internal(_: Request, exc: Exception) -> JSONResponse:
         return error(500, "internal_error", "internal error; the operator's log has the details")
 
-    def principal(operation: str) -> Callable:
+    def principal(operation: str | None) -> Callable:
         def dependency(request: Request) -> Principal:
             who = service.authenticator.authenticate(extract_key(request.headers), operation)
             request.state.key_id, request.state.tenant = who.key_id, who.tenant
@@ -216,6 +225,7 @@ def create_app(service: Service) -> FastAPI:
 
         return Depends(dependency)
 
+    any_key = principal(None)
     may_generate = principal("generate")
     may_read_jobs = principal("jobs:read")
     may_read_models = principal("models:read")
@@ -319,17 +329,47 @@ def create_app(service: Service) -> FastAPI:
             for i, img in enumerate(job.images)
         ]
 
+    def job_settings(job: Job) -> dict:
+        """The job's request in Fooocus' field names, to run it again; the prompts as recorded
+        (sanitized), never as the model got them."""
+        req, recorded = job.request, job.context.get("recorded", {})
+        advanced = {"sampler_name": req.sampler, "scheduler_name": req.scheduler}
+        return {
+            "prompt": recorded.get("prompt"),
+            "negative_prompt": recorded.get("negative_prompt"),
+            "style_selections": req.styles,
+            "performance_selection": req.performance,
+            "aspect_ratios_selection": f"{job.plan.width}*{job.plan.height}",
+            "image_number": req.image_number,
+            "image_seed": req.seed,
+            "guidance_scale": req.guidance_scale,
+            "base_model_name": req.base_model,
+            "refiner_model_name": req.refiner or "None",
+            "refiner_switch": req.refiner_switch,
+            "loras": [{"model_name": c.name, "weight": c.weight} for c in req.loras],
+            "advanced_params": {k: v for k, v in advanced.items() if v},
+            "save_extension": req.output_format,
+        }
+
     def fooocus_job(job: Job, request: Request, require_base64: bool = False) -> dict:
+        policy = job.context.get("recorded", {}).get("prompt_policy", {})
+        progress = round(100 * job.step / job.steps) if job.state == JobState.RUNNING else 0
         return {
             "job_id": job.id,
             "job_type": "Text to Image",
             "job_stage": STAGES[job.state],
-            "job_progress": 100 if job.finished else 0,
+            "job_progress": 100 if job.finished else progress,
             "job_status": job.error,
             "job_step_preview": None,
             "job_result": fooocus_results(job, request, require_base64)
             if job.state == JobState.DONE
             else None,
+            # Beyond Fooocus-API (its clients ignore extra fields): what the web page shows.
+            "job_queue_position": service.queue.position(job),
+            "job_step": job.step,
+            "job_steps": job.steps,
+            "job_request": job_settings(job),
+            "job_prompt_policy": {"findings": policy.get("findings", [])},  # rule names, never text
         }
 
     # ------------------------------------------------------------------ Fooocus-API
@@ -386,6 +426,27 @@ def create_app(service: Service) -> FastAPI:
     async def styles(who: Principal = may_read_models):
         return sorted(service.engine.styles)
 
+    @app.get("/v1/engines/options")
+    async def engine_options(who: Principal = may_read_models):
+        """What a generation may ask for here: presets, the aspect ratios within the size limits."""
+        limits = settings.limits
+        fits = lambda r: all(limits.min_side <= int(v) <= limits.max_side for v in r.split("*"))  # noqa: E731
+        return {
+            "performances": [
+                {"name": p.name, "steps": p.steps, "guidance_scale": p.guidance_scale}
+                for p in PRESETS.values()
+            ],
+            "default_performance": DEFAULT_PRESET,
+            "aspect_ratios": [r for r in ASPECT_RATIOS if fits(r)],
+            "default_aspect_ratio": DEFAULT_ASPECT_RATIO,
+            "max_image_number": limits.max_image_number,
+            "min_side": limits.min_side,
+            "max_side": limits.max_side,
+            "max_prompt_chars": limits.max_prompt_chars,
+            "samplers": sorted(SAMPLERS),
+            "schedulers": sorted(SCHEDULERS),
+        }
+
     @app.get("/ping", response_class=PlainTextResponse)
     async def ping():
         return "pong"
@@ -436,6 +497,11 @@ def create_app(service: Service) -> FastAPI:
         }
 
     # ------------------------------------------------------------------ own
+
+    @app.get("/v1/me")
+    async def me(who: Principal = any_key):
+        """Who this key is (the web page's sign-in check); never the key or its hash."""
+        return {"key_id": who.key_id, "tenant": who.tenant, "permissions": list(who.permissions)}
 
     @app.get("/v1/outputs/{job_id}/{index}", name="output")
     async def output(job_id: str, index: int, who: Principal = may_read_jobs):
@@ -509,6 +575,7 @@ def create_app(service: Service) -> FastAPI:
             exc.status_code, "generation_failed" if exc.status_code >= 500 else "refused", str(exc.detail)
         )
 
+    mount_ui(app)
     return app
 
 

@@ -145,8 +145,11 @@ class Authenticator:
                 503, "rate_limit_unavailable", "rate limits cannot be checked right now; try again later"
             ) from exc
 
-    def authenticate(self, api_key: str | None, operation: str, tenant: str | None = None) -> Principal:
-        if operation not in PERMISSIONS:
+    def authenticate(
+        self, api_key: str | None, operation: str | None, tenant: str | None = None
+    ) -> Principal:
+        """operation None: any valid key will do (who am I); every other check still applies."""
+        if operation is not None and operation not in PERMISSIONS:
             raise ValueError(f"unknown operation {operation!r}; use one of {', '.join(PERMISSIONS)}")
         store = self.store()
         # Hash whatever came (even nothing, even garbage) so the time taken says nothing about its form.
@@ -159,7 +162,7 @@ class Authenticator:
             raise AuthError(401, "invalid_key", "invalid API key")
         return self._authorize(record, operation, tenant)
 
-    def _authorize(self, record: KeyRecord, operation: str, tenant: str | None) -> Principal:
+    def _authorize(self, record: KeyRecord, operation: str | None, tenant: str | None) -> Principal:
         key_id = record.key_id
         now = self.clock()
         if record.revoked(now):
@@ -180,7 +183,7 @@ class Authenticator:
             raise AuthError(
                 403, "tenant_mismatch", f"API key {key_id} is not valid for tenant {tenant!r}", key_id=key_id
             )
-        if not record.allows(operation):
+        if operation is not None and not record.allows(operation):
             raise AuthError(
                 403,
                 "insufficient_permission",

@@ -18,6 +18,7 @@ import json
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -307,20 +308,36 @@ class Engine:
         """Plan every job, then run each group of compatible plans as one pipeline call."""
         return self.run_plans([self.plan(request, tenant) for request, tenant in jobs])
 
-    def run_plans(self, plans: list[Plan]) -> list[list[GeneratedImage]]:
-        """Run plans made by `plan` (the queue plans at submit time, to refuse bad requests early)."""
+    def run_plans(
+        self, plans: list[Plan], progress: Callable[[int, int], None] | None = None
+    ) -> list[list[GeneratedImage]]:
+        """Run plans made by `plan` (the queue plans at submit time, to refuse bad requests early).
+        progress(step, steps) is called after each denoising step of a pipeline call."""
         groups: dict[tuple, list[int]] = {}
         for index, plan in enumerate(plans):
             groups.setdefault(plan.batch_key, []).append(index)
         results: list[list[GeneratedImage]] = [[] for _ in plans]
         for indices in groups.values():
-            images = self._run([plans[i] for i in indices])
+            images = self._run([plans[i] for i in indices], progress)
             for i in indices:
                 results[i], images = images[: len(plans[i].seeds)], images[len(plans[i].seeds) :]
         return results
 
-    def _run(self, plans: list[Plan]) -> list[GeneratedImage]:
+    def _run(
+        self, plans: list[Plan], progress: Callable[[int, int], None] | None = None
+    ) -> list[GeneratedImage]:
         first = plans[0]
+        done = 0
+
+        def on_step(_pipe, _step, _timestep, tensors: dict) -> dict:
+            # Counted across base and refiner: together they run the plan's steps.
+            nonlocal done
+            done += 1
+            progress(min(done, first.steps), first.steps)
+            return tensors  # diffusers takes the (unchanged) tensors back
+
+        step_callback = {"callback_on_step_end": on_step} if progress else {}
+
         prompts = [p.prompt for p in plans for _ in p.seeds]
         negatives = [p.negative_prompt for p in plans for _ in p.seeds]
         seeds = [s for p in plans for s in p.seeds]
@@ -337,6 +354,7 @@ class Engine:
                 "num_inference_steps": first.steps,
                 "guidance_scale": first.guidance_scale,
                 "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds],
+                **step_callback,
             }
             if switch is None:
                 pil = base.pipe(**call).images
@@ -352,6 +370,7 @@ class Engine:
                     guidance_scale=first.guidance_scale,
                     denoising_start=switch,
                     generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+                    **step_callback,
                 ).images
         out, position = [], 0
         for plan in plans:

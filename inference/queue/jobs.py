@@ -59,9 +59,14 @@ class Job:
     finished_at: float | None = None
     images: list[GeneratedImage] = field(default_factory=list)
     error: str | None = None
+    step: int = 0  # denoising steps done (the engine reports each one while the job runs)
     unrecorded: bool = False  # the audit record of its result could not be written
     context: dict = field(default_factory=dict)  # what the service records with it (screened prompts)
     done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def steps(self) -> int:
+        return self.plan.steps
 
     @property
     def finished(self) -> bool:
@@ -146,10 +151,21 @@ class JobQueue:
             return job  # a running batch is not interrupted: its result is kept for the record
 
     def position(self, job: Job) -> int:
-        """How many queued jobs are ahead of this one (0: next)."""
+        """0 while it runs (or has finished); else how many jobs are ahead of it, the running batch
+        included (at least 1). The worker serves tenants round robin, one job each per turn; batching
+        can only bring a job forward."""
         with self._lock:
-            ahead = [j for q in self._waiting.values() for j in q if j.created_at < job.created_at]
-            return len(ahead) if job.state == JobState.QUEUED else 0
+            if job.state != JobState.QUEUED:
+                return 0
+            running = sum(j.state == JobState.RUNNING for j in self._jobs.values())
+            turn = self._waiting[job.tenant].index(job)  # the round in which the worker reaches it
+            start = self._next_tenant % len(self._order)
+            rotation = self._order[start:] + self._order[:start]
+            before = rotation[: rotation.index(job.tenant)]
+            ahead = turn + sum(
+                min(len(self._waiting[t]), turn + (t in before)) for t in rotation if t != job.tenant
+            )
+            return max(1, running + ahead)
 
     def queued(self) -> int:
         return sum(len(q) for q in self._waiting.values())
@@ -199,7 +215,7 @@ class JobQueue:
                 for job in batch:
                     job.state, job.started_at = JobState.RUNNING, time.time()
             try:
-                results = self.engine.run_plans([job.plan for job in batch])
+                results = self.engine.run_plans([job.plan for job in batch], progress=self._progress(batch))
             except Exception as exc:  # the worker survives any engine failure; the jobs say why
                 with self._lock:
                     for job in batch:
@@ -217,6 +233,14 @@ class JobQueue:
                     continue
                 with self._lock:
                     self._finish(job, JobState.DONE)
+
+    @staticmethod
+    def _progress(batch: list[Job]) -> Callable[[int, int], None]:
+        def report(step: int, _steps: int) -> None:
+            for job in batch:  # one pipeline call: every job of the batch is at the same step
+                job.step = step
+
+        return report
 
     def _finish(self, job: Job, state: JobState, error: str | None = None) -> None:
         job.state, job.error, job.finished_at = state, error, time.time()

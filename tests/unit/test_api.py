@@ -326,7 +326,7 @@ def test_a_seed_beyond_64_bits_is_the_clients_error(api, path, body):
 def test_a_full_queue_answers_429_queue_is_full(api):
     engine = api["service"].engine
     release, original = threading.Event(), engine.run_plans
-    engine.run_plans = lambda plans: release.wait(60) and original(plans)
+    engine.run_plans = lambda plans, **kw: release.wait(60) and original(plans, **kw)
     body = {**FOOOCUS, "async_process": True}
     try:
         codes = [

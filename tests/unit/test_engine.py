@@ -118,6 +118,17 @@ def test_same_request_same_bytes_and_seeds_increment(engine):
     assert np.abs(pixels(second_alone) - pixels(first[1])).max() <= 1
 
 
+@pytest.mark.parametrize("refiner", [None, "sd_xl_refiner_1.0"])
+def test_progress_is_reported_after_every_step_and_changes_nothing(engine, refiner):
+    plan = engine.plan(request(refiner=refiner, refiner_switch=0.5), TENANT)
+    seen = []
+    [[image]] = engine.run_plans([plan], progress=lambda step, steps: seen.append((step, steps)))
+    # Lightning: 4 steps, split between base and refiner when there is one.
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    [[quiet]] = engine.run_plans([plan])
+    assert quiet.data == image.data
+
+
 def test_random_seed_is_reported(engine):
     image = engine.generate(request(seed=-1), None)[0]
     assert 0 <= image.seed < 2**63 and read_metadata(image.data)["seed"] == image.seed
