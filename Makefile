@@ -77,7 +77,7 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile)
 	$(VENV)/bin/yamllint --strict .
 	$(VENV)/bin/ansible-lint --profile production
 
-demo: venv bundle ## The main job on the embedded default (root): lab up, checks, lab down
+demo: venv bundle ## The main job on the embedded default (root): lab up, provision, image via the API, evidence pack, lab down
 	tools/demo.sh
 
 bench: venv ## Benchmarks, printed as ratios measured in one run (root for the lab cycle)
