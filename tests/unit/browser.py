@@ -5,11 +5,16 @@ every request the pages make, so a test can assert that all of them went to the 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".cache" / "test-artifacts" / "ui"
@@ -52,17 +57,25 @@ class Recorder:
         ]
 
 
+def spki_pin(cert_path: Path) -> str:
+    """base64(SHA-256(SubjectPublicKeyInfo)): how Chromium names the one key it may trust unverified."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
 @contextmanager
-def chromium(origin: str):
-    """(browser context, recorder): a fresh profile trusting nothing but the service's own origin."""
+def chromium(origin: str, server_cert: Path):
+    """(browser context, recorder): a fresh profile that accepts the service's own key and no other
+    certificate error (it holds no store for the test's CA: the service's key is pinned instead)."""
     from playwright.sync_api import sync_playwright
 
+    pin = f"--ignore-certificate-errors-spki-list={spki_pin(server_cert)}"
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=OFFLINE_FLAGS)
-        # The service's certificate is from the test's own CA, which this fresh profile does not hold.
-        context = browser.new_context(
-            ignore_https_errors=True, viewport={"width": 1366, "height": 768}, service_workers="block"
-        )
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*OFFLINE_FLAGS, pin])
+        context = browser.new_context(viewport={"width": 1366, "height": 768}, service_workers="block")
         recorder = Recorder(origin)
         context.on("request", recorder)
         try:

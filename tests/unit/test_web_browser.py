@@ -8,8 +8,12 @@ docs/screenshots/ for the README).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from browser import chromium, screenshot
@@ -17,6 +21,7 @@ from test_api import api, auth  # noqa: F401 - api is the fixture
 
 from airlock.apikeys import create_key
 from airlock.audit import AuditLog
+from airlock.ca import init_ca, issue
 
 SSN = "219-09-9999"
 PAGE_TIMEOUT = 180  # seconds: a 1024x1024 image on the tiny model, 2 CPU cores shared with other tests
@@ -34,7 +39,7 @@ def site(api):  # noqa: F811
             audit=audit,
         )
     origin = f"https://127.0.0.1:{api['port']}"
-    with chromium(origin) as (context, recorder):
+    with chromium(origin, api["service"].settings.server.tls_cert) as (context, recorder):
         yield {**api, "origin": origin, "context": context, "recorder": recorder, "other_key": other}
 
 
@@ -177,6 +182,36 @@ def test_a_blocked_prompt_shows_the_rule_never_the_text(site, page):
     assert "ssn" in notice.text_content() and SSN not in notice.text_content()
     assert page.locator("#gallery figure.result").count() == 0
     screenshot(page, "06-blocked", show="#policy-notice")
+
+
+PINNED_TO = """
+import sys
+from pathlib import Path
+from browser import chromium
+with chromium(sys.argv[1], Path(sys.argv[2])) as (context, _):
+    try:
+        context.new_page().goto(sys.argv[1] + "/ui/")
+        print("loaded")
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+"""
+
+
+def test_the_browser_refuses_a_service_whose_key_is_not_the_pinned_one(site, tmp_path):
+    """The pin is what lets the test's Chromium in: pinned to another key, the same page fails.
+    (Its own process: one Playwright per thread, and this module's is running.)"""
+    stranger, _ = issue(init_ca(tmp_path / "ca"), ["127.0.0.1"], tmp_path / "tls")
+    here = Path(__file__).parent
+    for cert, expected in ((stranger, "ERR_CERT"), (site["service"].settings.server.tls_cert, "loaded")):
+        run = subprocess.run(
+            [sys.executable, "-c", PINNED_TO, site["origin"], str(cert)],
+            capture_output=True,
+            text=True,
+            cwd=here,
+            env={**os.environ, "PYTHONPATH": str(here)},
+            timeout=120,
+        )
+        assert expected in run.stdout, run.stdout + run.stderr
 
 
 def test_every_request_the_pages_made_went_to_the_service(site):
