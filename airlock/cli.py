@@ -16,6 +16,7 @@ import typer
 from airlock import __version__
 from airlock.apikeys_cli import app as apikeys_app
 from airlock.audit.cli import app as audit_app
+from airlock.backup.cli import app as backup_app
 from airlock.bundle.cli import app as bundle_app
 from airlock.ca_cli import app as ca_app
 from airlock.keys_cli import app as keys_app
@@ -42,6 +43,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(outputs_app, name="outputs")
 app.add_typer(provenance_app, name="provenance")
+app.add_typer(backup_app, name="backup")
 # Nouns from packages that build on airlock (`evidence` from compliance): found through their entry
 # points, so airlock itself never imports them and works without them installed.
 # A noun that cannot load must not take the others down (hosts run `airlock audit seal` from timers).
