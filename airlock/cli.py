@@ -19,6 +19,7 @@ from airlock.audit.cli import app as audit_app
 from airlock.backup.cli import app as backup_app
 from airlock.bundle.cli import app as bundle_app
 from airlock.ca_cli import app as ca_app
+from airlock.dr.cli import app as dr_app
 from airlock.keys_cli import app as keys_app
 from airlock.lab.cli import app as lab_app
 from airlock.policy.cli import app as policy_app
@@ -44,6 +45,7 @@ app.add_typer(bundle_app, name="bundle")
 app.add_typer(outputs_app, name="outputs")
 app.add_typer(provenance_app, name="provenance")
 app.add_typer(backup_app, name="backup")
+app.add_typer(dr_app, name="dr")
 # Nouns from packages that build on airlock (`evidence` from compliance): found through their entry
 # points, so airlock itself never imports them and works without them installed.
 # A noun that cannot load must not take the others down (hosts run `airlock audit seal` from timers).

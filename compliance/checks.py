@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from compliance import DRILL_MAX_AGE_DAYS
+
 PASS, FAIL, NA, MANUAL = "pass", "fail", "not_applicable", "manual"
 
 
@@ -59,7 +61,7 @@ class MissingEvidence(Exception):
 class Check:
     id: str
     title: str
-    scope: str  # host | cloud
+    scope: str  # host | cloud | pulumi | dr (the controller's restore-drill reports)
     uses: tuple[str, ...]  # artifact names, within the subject's raw/ folder
     run: Callable[[Facts], tuple[str, str]]
 
@@ -459,6 +461,178 @@ def retention_scheduled(facts: Facts):
     return PASS, "airlock-retention.timer active and enabled"
 
 
+# ---- backups (status.json written by `airlock backup run CLASS` on the host) ----------------------
+
+BACKUP_CLASSES = ("models", "config", "outputs", "audit", "keys")
+BACKUP_TIMERS = (  # compliance.collectors.host_probe.BACKUP_TIMERS: the probe runs without this module
+    "airlock-backup-models.timer",
+    "airlock-backup-config.timer",
+    "airlock-backup-outputs.timer",
+    "airlock-backup-audit.timer",
+    "airlock-backup-keys.timer",
+    "airlock-backup-check.timer",
+)
+REPOSITORY_CHECK_MAX_AGE = 8 * 86400  # `borg check` runs weekly: a day's grace
+
+
+def _instant(text: str) -> datetime:
+    """A UTC ISO-8601 timestamp ("...Z"); anything else is unreadable evidence (ValueError)."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no time zone")
+    return when
+
+
+def _collected_at(facts: Facts, name: str) -> datetime:
+    """When the artifact was collected: ages are judged then, so the same raw/ always judges the same."""
+    facts.text(name)
+    return _instant(facts.artifacts[name]["collected_at"])
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _every(seconds: float) -> str:
+    """An interval: 3600 -> "1 h", 86400 -> "1 day"."""
+    for unit, size in ((" day", 86400), (" h", 3600), (" min", 60)):
+        if seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count}{unit}" + ("s" if unit == " day" and count > 1 else "")
+    return f"{seconds:.0f} s"
+
+
+def _backup_status_path(facts: Facts) -> str:
+    paths = facts.context["paths"]
+    return paths.get("backup_status") or f"{paths['state_dir']}/backup/status.json"
+
+
+def _interval(entry: dict) -> float | None:
+    interval = entry.get("interval_seconds")
+    if not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0:
+        return None
+    return interval
+
+
+def _class_problems(name: str, entry: dict, now: datetime) -> list[str]:
+    interval = _interval(entry)
+    if interval is None:
+        return [f"{name} backup has no interval_seconds"]
+    problems = []
+    if not entry.get("last_success"):
+        problems.append(f"{name} backup never succeeded")
+    else:
+        age = (now - _instant(entry["last_success"])).total_seconds()
+        if age > 2 * interval:
+            problems.append(
+                f"{name} backup last succeeded {_age(age)} ago ({entry['last_success']}), "
+                f"over twice its {_every(interval)} interval"
+            )
+    if entry.get("last_error") is not None:
+        problems.append(f"{name} backup failed at {entry.get('last_attempt')}: {entry['last_error']}")
+    return problems
+
+
+def _worm_problems(audit: dict, now: datetime) -> list[str]:
+    worm, interval = audit.get("worm") or {}, _interval(audit)
+    if interval is None:
+        return []  # already named: the class has no interval
+    problems = []
+    if not worm.get("last_success"):
+        problems.append("audit has no write-once copy (worm.last_success missing)")
+    else:
+        age = (now - _instant(worm["last_success"])).total_seconds()
+        if age > 2 * interval:
+            problems.append(
+                f"audit write-once copy last succeeded {_age(age)} ago ({worm['last_success']}), "
+                f"over twice its {_every(interval)} interval"
+            )
+    if worm.get("last_error") is not None:
+        problems.append(f"audit write-once copy failed: {worm['last_error']}")
+    return problems
+
+
+def _repository_problems(name: str, repo: dict, now: datetime) -> list[str]:
+    problems = []
+    if repo.get("encryption") in (None, "", "none"):
+        encryption = repo.get("encryption") or "missing"
+        problems.append(f"repository {name} is not encrypted (encryption {encryption})")
+    if repo.get("last_check_ok") is not True:
+        error = repo.get("last_check_error") or ("never checked" if not repo.get("last_check") else "failed")
+        problems.append(f"repository {name} check not ok: {error}")
+    if not repo.get("last_check"):
+        if repo.get("last_check_ok") is True:
+            problems.append(f"repository {name} has no last_check time")
+    else:
+        age = (now - _instant(repo["last_check"])).total_seconds()
+        if age > REPOSITORY_CHECK_MAX_AGE:
+            problems.append(
+                f"repository {name} last checked {_age(age)} ago ({repo['last_check']}), over 8 days"
+            )
+    return problems
+
+
+@check(
+    "backup_scheduled",
+    "Backups of every asset class run on schedule, encrypted, with a write-once audit copy",
+    "host",
+    "backup_status.json",
+    "timers.txt",
+)
+def backup_scheduled(facts: Facts):
+    path = _backup_status_path(facts)
+    if facts.rc("backup_status.json") != 0:
+        stderr = facts.artifacts["backup_status.json"].get("stderr", "").strip()
+        if "No such file" in stderr:
+            return FAIL, f"backup status {path} missing: no backup has run (is the backup client installed?)"
+        return FAIL, f"backup status {path} unreadable: {stderr[-200:] or 'no error text'}"
+    status = facts.json("backup_status.json")
+    if not isinstance(status, dict) or status.get("version") != 1:
+        version = status.get("version") if isinstance(status, dict) else type(status).__name__
+        return FAIL, f"backup status {path}: version {version!r} unknown (expected 1)"
+    now = _collected_at(facts, "backup_status.json")
+    classes, repositories = status.get("classes") or {}, status.get("repositories") or {}
+    problems = []
+    for name in BACKUP_CLASSES:
+        entry = classes.get(name)
+        if not isinstance(entry, dict):
+            problems.append(f"backup class {name} missing")
+            continue
+        problems += _class_problems(name, entry, now)
+        if name == "audit":
+            problems += _worm_problems(entry, now)
+        if repositories and entry.get("repository") not in repositories:
+            problems.append(f"{name} backup goes to repository {entry.get('repository')!r}, unknown")
+    if not repositories:
+        problems.append("no backup repository in the status")
+    for name, repo in sorted(repositories.items()):
+        problems += _repository_problems(name, repo, now)
+    timers = _units(facts.text("timers.txt"))
+    for timer in BACKUP_TIMERS:
+        state = timers.get(timer, {})
+        if (state.get("ActiveState"), state.get("UnitFileState")) != ("active", "enabled"):
+            problems.append(
+                f"{timer} is {state.get('ActiveState', 'missing')}/{state.get('UnitFileState', '-') or '-'}"
+            )
+    if problems:
+        return verdict(problems, "")
+    audit_age = (now - _instant(classes["audit"]["last_success"])).total_seconds()
+    worm_age = (now - _instant(classes["audit"]["worm"]["last_success"])).total_seconds()
+    return (
+        PASS,
+        f"{len(BACKUP_CLASSES)} classes backed up on schedule; newest audit backup {_age(audit_age)} old, "
+        f"its write-once copy {_age(worm_age)} old; {len(repositories)} encrypted repositories checked "
+        f"({', '.join(sorted({r['encryption'] for r in repositories.values()}))}); "
+        f"{len(BACKUP_TIMERS)} backup timers active and enabled",
+    )
+
+
 # ---- models, bundle, configuration ---------------------------------------------------------------
 
 
@@ -668,6 +842,75 @@ def us_person_access(facts: Facts):
         problems,
         f"attested by {attestation.get('attested_by')} on {attestation.get('attested_on')}: "
         f"{len(users)} users, {len(tenants)} tenants",
+    )
+
+
+# ---- disaster recovery (`airlock dr drill` reports, read on the controller) ----------------------
+
+DRILL_SCHEMA = "airlock.dr-drill/1"
+NO_DRILL = "no disaster-recovery drill report: run `airlock dr drill` and pass --drill-report drills/"
+
+
+def _over(measured, target: float, what: str) -> list[str]:
+    if measured is None:
+        return [f"{what} not measured (null in the report)"]
+    if float(measured) > target:
+        return [f"{what} {float(measured):.0f} s over its target {target:.0f} s"]
+    return []
+
+
+@check(
+    "dr_drill_recent",
+    "A restore drill passed recently, within its RTO and RPO targets",
+    "dr",
+    "drill_report.json",
+)
+def dr_drill_recent(facts: Facts):
+    if "drill_report.json" not in facts.artifacts:
+        searched = facts.context.get("drill_report_searched")
+        if searched:
+            return FAIL, f"{NO_DRILL} ({searched} holds no */report.json)"
+        return FAIL, NO_DRILL
+    report = facts.json("drill_report.json")
+    schema = report.get("schema") if isinstance(report, dict) else None
+    if schema != DRILL_SCHEMA:
+        return FAIL, f"drill report schema {schema!r} unknown (expected {DRILL_SCHEMA})"
+    drill, max_days = report["drill_id"], facts.context.get("drill_max_age_days", DRILL_MAX_AGE_DAYS)
+    rto, rto_target = report["rto_seconds"], float(report["rto_target_seconds"])
+    rpo, rpo_target = report["rpo"], float(report["rpo_target_seconds"])
+    problems = [] if report.get("result") == "pass" else [f"drill {drill} result {report.get('result')}"]
+    problems += [
+        f"phase {p['name']} failed" + (f": {p['detail']}" if p.get("detail") else "")
+        for p in report["phases"]
+        if p.get("ok") is not True
+    ]
+    problems += [
+        f"drill check {c['name']} failed" + (f": {c['detail']}" if c.get("detail") else "")
+        for c in report["checks"]
+        if c.get("ok") is not True
+    ]
+    problems += [
+        f"the report lists no {key}: nothing shows the restore worked"
+        for key in ("phases", "checks")
+        if not report[key]
+    ]
+    problems += _over(rto, rto_target, "RTO")
+    problems += _over(rpo["audit_seconds"], rpo_target, "RPO (audit)")
+    problems += _over(rpo["outputs_seconds"], rpo_target, "RPO (outputs)")
+    age = (_collected_at(facts, "drill_report.json") - _instant(report["finished_at"])).total_seconds()
+    if age < -3600:
+        problems.append(f"drill {drill} finished_at {report['finished_at']} is later than its collection")
+    if age > max_days * 86400:
+        problems.append(
+            f"drill {drill} finished {_age(age)} ago ({report['finished_at']}), older than {max_days} days"
+        )
+    if problems:
+        return verdict(problems, "")
+    return (
+        PASS,
+        f"drill {drill} on {report.get('host')} passed {_age(age)} ago: RTO {float(rto):.0f} s "
+        f"(target {rto_target:.0f} s), RPO audit {float(rpo['audit_seconds']):.0f} s, outputs "
+        f"{float(rpo['outputs_seconds']):.0f} s (target {rpo_target:.0f} s)",
     )
 
 

@@ -16,7 +16,7 @@ import typer
 from airlock.clitools import console, fail
 from airlock.errors import AirlockError
 from airlock.keys import load_signer, load_verifier
-from compliance import GOVCLOUD
+from compliance import DRILL_MAX_AGE_DAYS, GOVCLOUD
 
 
 def _machinery():
@@ -55,7 +55,8 @@ def _summary(results: dict) -> None:
 
 
 @app.command(
-    epilog="Example: airlock evidence build --inventory inventory/prod --key /etc/airlock/evidence-keys"
+    epilog="Example: airlock evidence build --inventory inventory/prod --drill-report drills/ "
+    "--key /etc/airlock/evidence-keys"
 )
 def build(
     inventory: Path = typer.Option(
@@ -78,6 +79,17 @@ def build(
     allowed_region: list[str] = typer.Option(list(GOVCLOUD), help="Regions data may reside in (ITAR)."),
     pulumi_export: Path = typer.Option(None, help="A `pulumi stack export` JSON file of the enclave stack."),
     pulumi_stack: str = typer.Option(None, help="Run `pulumi stack export` for this stack (needs the CLI)."),
+    drill_report: Path = typer.Option(
+        None,
+        help="The `airlock dr drill` report.json, or its drills/ folder (the newest */report.json by "
+        "finished_at is used). Without it, hosts fail the restore-drill controls.",
+    ),
+    drill_max_age_days: int = typer.Option(
+        DRILL_MAX_AGE_DAYS,
+        min=1,
+        help="How many days old a passed drill may be (quarterly by default); kept in the pack, so "
+        "--from-raw judges by the earlier pack's.",
+    ),
     from_raw: Path = typer.Option(
         None, help="Re-evaluate the raw/ of an earlier pack instead of collecting."
     ),
@@ -86,6 +98,10 @@ def build(
 
     Exit 1 if a control fails (the pack is still written: it is the evidence of the failure)."""
     collect, pack = _machinery()
+    if from_raw is not None and drill_report is not None:
+        fail("--drill-report adds to a collection, --from-raw re-evaluates one as it was: pass one", 2)
+    if drill_report is not None and not drill_report.exists():
+        fail(f"--drill-report {drill_report}: no such file or folder", 2)
     try:
         signer = load_signer(key)
         stamp = collect.utcnow()
@@ -110,6 +126,10 @@ def build(
                     vpc_id=vpc_id,
                     internal_cidrs=tuple(internal_cidr),
                     allowed_regions=tuple(allowed_region),
+                    pulumi_export=pulumi_export,
+                    pulumi_stack=pulumi_stack,
+                    drill_report=drill_report,
+                    drill_max_age_days=drill_max_age_days,
                 )
 
         written, results = pack.build(target, fill, signer, stamp)

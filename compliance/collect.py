@@ -2,7 +2,8 @@
 
 Hosts: playbooks/evidence.yml over the inventory's own SSH connection (Ansible runs the hosts in
 parallel, `--forks`), then a TLS probe from this controller to each host's API. Cloud: the read-only
-AWS collector. Every file written records what produced it; secrets are never collected.
+AWS collector. Disaster recovery: the newest `airlock dr drill` report (subject "dr"). Every file
+written records what produced it; secrets are never collected.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import yaml
 from airlock import __version__
 from airlock.errors import AirlockError
 from airlock.policy.egress import EgressPolicy, load_policy
-from compliance import GOVCLOUD
+from compliance import DRILL_MAX_AGE_DAYS, GOVCLOUD
 from compliance.collectors import pulumi_state, tls
 from compliance.collectors.host_probe import VERSION as HOST_PROBE_VERSION
 
@@ -208,6 +209,46 @@ def collect_pulumi(collection: Collection, export_file: Path | None, stack: str 
     collection.index["collector_versions"]["pulumi"] = pulumi_state.VERSION
 
 
+def newest_drill_report(path: Path) -> tuple[Path | None, str]:
+    """A report.json as given, or the newest `*/report.json` of a drills/ folder by its finished_at.
+
+    Returns the report (None: the folder holds none) and how it was chosen. A report whose
+    finished_at cannot be read ranks by when the file was written: a broken report newer than every
+    readable one is the one copied (its check fails), rather than an older passing drill standing in.
+    """
+    if path.is_file():
+        return path, f"controller: read {path}"
+    if not path.is_dir():
+        raise CollectionError(f"--drill-report {path}: no such file or folder")
+    # Not .<id>.partial/: a drill still writing its report (airlock dr drill renames it when done).
+    found = sorted(p for p in path.glob("*/report.json") if not p.parent.name.startswith("."))
+    if not found:
+        return None, ""
+
+    def finished(report: Path) -> tuple[float, str]:
+        try:
+            when = datetime.fromisoformat(json.loads(report.read_text())["finished_at"])
+            return when.timestamp(), str(report)
+        except (ValueError, KeyError, TypeError, AttributeError):  # not JSON, no or no valid time
+            return report.stat().st_mtime, str(report)
+
+    chosen = max(found, key=finished)
+    return chosen, f"controller: read {chosen} (newest of {len(found)} under {path} by finished_at)"
+
+
+def collect_drill(collection: Collection, drill_report: Path | None) -> None:
+    """The restore drill's report, copied as it is: the check judges it, the checksums cover it."""
+    collection.index["subjects"]["dr"] = {"kind": "dr", "context": {}}
+    if drill_report is None:
+        return
+    started = utcnow()
+    chosen, source = newest_drill_report(drill_report)
+    if chosen is None:
+        collection.index["subjects"]["dr"]["context"]["drill_report_searched"] = str(drill_report)
+        return
+    collection.add("dr", "drill_report.json", chosen.read_bytes(), source, started)
+
+
 def collect(
     pack: Path,
     *,
@@ -223,13 +264,22 @@ def collect(
     allowed_regions: tuple[str, ...] = GOVCLOUD,
     pulumi_export: Path | None = None,
     pulumi_stack: str | None = None,
+    drill_report: Path | None = None,
+    drill_max_age_days: int = DRILL_MAX_AGE_DAYS,
 ) -> None:
-    if inventory is None and aws_region is None and pulumi_export is None and pulumi_stack is None:
+    if all(source is None for source in (inventory, aws_region, pulumi_export, pulumi_stack, drill_report)):
         raise CollectionError(
-            "nothing to collect: pass --inventory (hosts), --aws-region (cloud) or --pulumi-export (stack)"
+            "nothing to collect: pass --inventory (hosts), --aws-region (cloud), --pulumi-export "
+            "(stack) or --drill-report (restore drill)"
         )
+    if drill_report is not None and not drill_report.exists():  # before anything is collected
+        raise CollectionError(f"--drill-report {drill_report}: no such file or folder")
     policy = load_policy(policy_path)
-    context = {"egress_policy": policy_context(policy), "allowed_regions": list(allowed_regions)}
+    context = {
+        "egress_policy": policy_context(policy),
+        "allowed_regions": list(allowed_regions),
+        "drill_max_age_days": int(drill_max_age_days),
+    }
     collection = Collection(
         pack,
         {"name": system, "inventory": str(inventory) if inventory else None, "hosts": [], "cloud": None},
@@ -245,6 +295,8 @@ def collect(
         collect_aws(collection, aws_region, aws_endpoint_url, vpc_id, list(internal_cidrs))
     if pulumi_export is not None or pulumi_stack is not None:
         collect_pulumi(collection, pulumi_export, pulumi_stack)
+    if inventory is not None or drill_report is not None:  # hosts need a drill; no report is a FAIL
+        collect_drill(collection, drill_report)
     collection.index["system"]["hosts"] = sorted(
         n for n, s in collection.index["subjects"].items() if s["kind"] == "host"
     )

@@ -19,6 +19,7 @@ SCHEMA = "airlock-evidence/1"
 NOT_COLLECTED = {
     "cloud": "no cloud account was collected (airlock evidence build --aws-region ... collects one)",
     "pulumi": "no Pulumi stack state was collected (--pulumi-export FILE or --pulumi-stack NAME)",
+    "dr": "no host and no disaster-recovery drill report was collected (--inventory, --drill-report)",
 }
 
 
@@ -46,6 +47,9 @@ def subject_facts(pack: Path, collection: dict) -> list[Facts]:
             if content is not None:
                 artifacts[Path(entry["path"]).name] = {**entry, "content": content}
         subjects.append(Facts(name, meta["kind"], artifacts, {**collection["context"], **meta["context"]}))
+    kinds = {f.kind for f in subjects}
+    if "host" in kinds and "dr" not in kinds:  # hosts collected before drills were: judged without a report
+        subjects.append(Facts("dr", "dr", {}, dict(collection["context"])))
     return subjects
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from airlock.errors import AirlockError
 from airlock.keys import Signer, Verifier
+from compliance import DRILL_MAX_AGE_DAYS
 from compliance.evaluate import build_results, sha256_file
 from compliance.render import diagram, html, oscal, procedures
 
@@ -31,6 +32,50 @@ class PackError(AirlockError):
 
 def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def _raw_json(pack: Path, subject: str, name: str) -> dict | None:
+    """A raw artifact as JSON for the runbooks, or None: the checks judge it, the runbook only quotes it."""
+    try:
+        data = json.loads((pack / "raw" / subject / name).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _backup_facts(status: dict | None) -> dict | None:
+    if not status or status.get("version") != 1:
+        return None
+    return {
+        "classes": [
+            {
+                "name": name,
+                **{k: c.get(k) for k in ("interval_seconds", "retention", "repository", "last_success")},
+            }
+            for name, c in sorted((status.get("classes") or {}).items())
+            if isinstance(c, dict)
+        ],
+        "repositories": [
+            {"name": name, "location": r.get("location"), "encryption": r.get("encryption")}
+            for name, r in sorted((status.get("repositories") or {}).items())
+            if isinstance(r, dict)
+        ],
+    }
+
+
+def _drill_facts(report: dict | None, results: dict) -> dict | None:
+    check = next((c for c in results["checks"] if c["id"] == "dr_drill_recent"), None)
+    if not report or check is None or report.get("schema") != "airlock.dr-drill/1":
+        return None
+    rpo = report.get("rpo") or {}
+    return {
+        **{k: report.get(k) for k in ("drill_id", "host", "finished_at", "result")},
+        **{k: report.get(k) for k in ("rto_seconds", "rto_target_seconds", "rpo_target_seconds")},
+        "rpo_audit_seconds": rpo.get("audit_seconds"),
+        "rpo_outputs_seconds": rpo.get("outputs_seconds"),
+        "status": check["status"],
+        "reason": check["reason"],
+    }
 
 
 def procedure_facts(results: dict, pack: Path) -> dict:
@@ -58,12 +103,16 @@ def procedure_facts(results: dict, pack: Path) -> dict:
                 "tls_dir": f"{conf}/tls",
                 "airlock": paths["airlock"],
                 "bundle_dir": paths["bundle_dir"],
+                "backup_status": paths.get("backup_status") or f"{state}/backup/status.json",
+                "backup": _backup_facts(_raw_json(pack, name, "backup_status.json")),
             }
         )
     return {
         "system": results["system"]["name"],
         "inventory": results["system"]["inventory"] or "-",
         "hosts": hosts,
+        "drill": _drill_facts(_raw_json(pack, "dr", "drill_report.json"), results),
+        "drill_max_age_days": collection["context"].get("drill_max_age_days", DRILL_MAX_AGE_DAYS),
     }
 
 

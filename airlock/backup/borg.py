@@ -54,7 +54,8 @@ class Borg:
                 f"the passphrase of repository {self.repo.name!r} ({self.repo.passphrase_file}) is missing: "
                 "restore it from the controller's escrow (the backup_client role installs it)"
             )
-        cmd = [self.borg, *args]
+        # Timers and path units can start two classes at once: wait for the repository's lock.
+        cmd = [self.borg, "--lock-wait", "900", *args]
         try:
             result = subprocess.run(
                 cmd,

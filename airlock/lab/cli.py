@@ -46,6 +46,19 @@ def up(
     )
 
 
+@app.command(epilog="Example: sudo airlock lab rebuild enclave")
+def rebuild(
+    host: str = typer.Argument(..., help="Lab host name (enclave, backup, ...)."),
+    root: Path = RootOption,
+    boot_timeout: float = typer.Option(120, help="Seconds to wait for the host's systemd and SSH."),
+) -> None:
+    """Destroy one host and boot a fresh one in its place (new root filesystem and host keys)."""
+    try:
+        lab.rebuild(lab.LabPaths(root.resolve()), host, boot_timeout=boot_timeout, say=console.print)
+    except (lab.LabError, OSError) as exc:
+        fail(exc)
+
+
 @app.command(epilog="Example: sudo airlock lab down")
 def down(root: Path = RootOption) -> None:
     """Remove everything the lab made (processes, namespaces, cgroups, root filesystems). Safe to repeat."""

@@ -10,6 +10,7 @@ namespaces (`ip link add ... netns X type veth peer ... netns Y`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -40,6 +41,7 @@ STATE_FILE = STATE_DIR / "state.json"
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified"))
 NSPAWN_RUNTIME = Path("/run/systemd/nspawn")
 SERVICES_MODULE = "airlock.lab.services"
+CLONE_NEWNET = 0x40000000  # <sched.h>: setns() into a network namespace
 
 Say = Callable[[str], None]
 
@@ -449,6 +451,58 @@ def up(
     state["status"] = "up"
     save_state(state)
     return state
+
+
+def rebuild(paths: LabPaths, name: str, boot_timeout: float = 120, say: Say = print) -> None:
+    """Replace one host with a fresh one: its machine stopped, its root filesystem deleted and
+    extracted again from the cached tarball, new SSH host keys, booted on the same addresses.
+    What a disaster-recovery drill restores onto."""
+    state = load_state()
+    if not state or state.get("status") != "up":
+        raise LabError("the lab is not up: run `airlock lab up` first")
+    topology = default_topology(state.get("gpu_hosts", 1))
+    try:
+        host = topology.host(name)
+    except KeyError as exc:
+        raise LabError(exc.args[0]) from None
+    marker = f"--machine={host.machine}"
+    for proc in [p for p in state["processes"] if p["marker"] == marker]:
+        stop_process(proc["pid"], proc["marker"])
+    state["processes"] = [p for p in state["processes"] if p["marker"] != marker]
+    save_state(state)
+    for cg in (r / host.machine for r in cgroup_roots()):
+        remove_cgroup(cg)
+    if mounted_below(paths.rootfs(host).parent):
+        raise LabError(f"{paths.rootfs(host)} still has mounts after its machine stopped; try again")
+    say(f"{host.name}: destroyed (machine stopped, root filesystem removed)")
+    tarball = rootfs.ensure_cached(paths.cache, echo=say)
+    host_key, password = boot_host(state, paths, host, tarball, topology, ensure_controller_key(paths))
+    known = [
+        line for line in paths.known_hosts.read_text().splitlines() if not line.startswith(f"{host.name},")
+    ]
+    paths.known_hosts.write_text("\n".join([*known, f"{host.name},{host.ip(MGMT)} {host_key}"]) + "\n")
+    passwords = json.loads(paths.passwords.read_text())
+    passwords[host.name] = password
+    paths.passwords.write_text(json.dumps(passwords))
+    system = wait_ready(paths, host, boot_timeout, state)
+    say(f"{host.name}: fresh root filesystem, new host key, systemd {system}, ssh ok")
+
+
+def in_namespace(name: str) -> bool:
+    """Whether this process already runs in the lab namespace `name` (e.g. under ip netns exec)."""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino == os.stat(f"/run/netns/{name}").st_ino
+    except FileNotFoundError:
+        return False
+
+
+def enter_namespace(name: str) -> None:
+    """Move this process into a lab network namespace (sockets and children it makes from now on),
+    as `ip netns exec` would, without the new mount namespace that hides /sys/fs/cgroup from nspawn."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(f"/run/netns/{name}") as fh:
+        if libc.setns(fh.fileno(), CLONE_NEWNET) != 0:
+            raise LabError(f"could not enter the lab namespace {name}: {os.strerror(ctypes.get_errno())}")
 
 
 # ---------------------------------------------------------------- down -----------------------------

@@ -142,8 +142,13 @@ class Topology:
         return zone
 
 
+# The backup host (seed 4.5: secondary storage inside the enclave) takes the index after the last
+# possible GPU host, so its addresses never move when GPU hosts are added.
+BACKUP_HOST = Host("backup", 9, groups=("backup_hosts",))
+
+
 def default_topology(gpu_hosts: int = 1) -> Topology:
     if not 1 <= gpu_hosts <= 9:
         raise ValueError(f"gpu_hosts must be between 1 and 9, got {gpu_hosts}")
     names = ["enclave"] + [f"enclave{i + 1}" for i in range(1, gpu_hosts)]
-    return Topology(hosts=tuple(Host(name, i) for i, name in enumerate(names)))
+    return Topology(hosts=(*(Host(name, i) for i, name in enumerate(names)), BACKUP_HOST))

@@ -26,8 +26,22 @@ import subprocess
 import sys
 import time
 
-VERSION = "1"
+VERSION = "2"  # 2: backup status and the backup timers
 TIMEOUT = 600  # audit verification of a large log is the long pole
+# `airlock backup run CLASS` runs from these (roles' backup client); shown with the config's timers.
+BACKUP_TIMERS = (
+    "airlock-backup-models.timer",
+    "airlock-backup-config.timer",
+    "airlock-backup-outputs.timer",
+    "airlock-backup-audit.timer",
+    "airlock-backup-keys.timer",
+    "airlock-backup-check.timer",
+)
+
+
+def backup_status_path(cfg: dict) -> str:
+    """Where each backup run records its outcome (the controller's checks name the same path)."""
+    return cfg.get("backup_status") or f"{cfg['state_dir']}/backup/status.json"
 
 
 def now() -> str:
@@ -254,15 +268,16 @@ def collect(cfg: dict) -> dict:
     audit, registry, trust = cfg["audit_root"], cfg["registry_root"], cfg["trust_key"]
     state, conf = cfg["state_dir"], cfg["config_dir"]
     unit = cfg["service_unit"]
+    timers = [*cfg["timers"], *(t for t in BACKUP_TIMERS if t not in cfg["timers"])]
     artifacts = {
         "os_release.txt": read("/etc/os-release"),
         "nft_ruleset.json": run(["nft", "-j", "list", "ruleset"]),
         "nftables.conf": read(cfg["nftables_conf"]),
         "sockets.txt": run(["ss", "-H", "-t", "-u", "-l", "-n"]),
         "service_unit.txt": run(["systemctl", "show", "--all", "--no-pager", unit]),  # --all: empty ones too
-        "timers.txt": run(
-            ["systemctl", "show", "--no-pager", "-p", "Id,ActiveState,UnitFileState", *cfg["timers"]]
-        ),
+        "timers.txt": run(["systemctl", "show", "--no-pager", "-p", "Id,ActiveState,UnitFileState", *timers]),
+        # Missing (no backup ever ran) is recorded as a failed read, not a crash: the check fails on it.
+        "backup_status.json": read(backup_status_path(cfg), redact_urls),
         "sshd_effective.txt": run(["sshd", "-T"]),
         "journald.txt": run(["systemd-analyze", "cat-config", "systemd/journald.conf"]),
         "timesyncd.txt": run(["systemd-analyze", "cat-config", "systemd/timesyncd.conf"]),

@@ -91,6 +91,8 @@ def _subjects(results: dict) -> dict[str, dict]:
             )
         elif name in system["hosts"]:
             description = f"Host {name} of inventory {system['inventory']}"
+        elif name == "dr":
+            description = "Restore drills (`airlock dr drill` reports, read on the controller)"
         else:
             description = f"Subject {name}"
         items[name] = {

@@ -3,6 +3,10 @@ control of every framework and the pack verifies; then the host is broken five w
 and exactly the controls that rest on the broken property turn FAIL, with the raw evidence showing
 the break; restored, they pass again.
 
+No restore drill has run yet at this point of the lab sequence (backups are configured by site.yml,
+but `airlock dr drill` comes later), so these packs are built without --drill-report: the drill's
+controls are the one expected failure, each with the "no disaster-recovery drill report" reason.
+
 Runs after test_provision.py (file order, one lab); on its own it provisions the host first.
 """
 
@@ -59,6 +63,18 @@ def build(packs: Path, name: str) -> tuple[subprocess.CompletedProcess, dict]:
     return result, json.loads((out / "results.json").read_text())
 
 
+# Issue 12: no drill report exists yet in this sequence, so dr_drill_recent (and only it) fails.
+NO_DRILL_YET = {"dr_drill_recent"}
+NO_DRILL_CONTROLS = MAPPED["dr_drill_recent"]
+
+
+def assert_only_the_drill_is_missing(results: dict) -> None:
+    (drill,) = [c for c in results["checks"] if c["id"] == "dr_drill_recent"]
+    assert drill["status"] == "fail" and drill["reason"].startswith("no disaster-recovery drill report"), (
+        drill
+    )
+
+
 def failing(results: dict) -> tuple[set[str], set[tuple[str, str]]]:
     checks = {c["id"] for c in results["checks"] if c["status"] == "fail"}
     controls = {
@@ -68,8 +84,9 @@ def failing(results: dict) -> tuple[set[str], set[tuple[str, str]]]:
 
 
 def assert_all_pass(result: subprocess.CompletedProcess, results: dict) -> None:
-    assert result.returncode == 0, result.stdout
-    assert failing(results) == (set(), set())
+    assert result.returncode == 1, result.stdout  # 1: the drill's controls fail (no report yet)
+    assert failing(results) == (NO_DRILL_YET, NO_DRILL_CONTROLS)
+    assert_only_the_drill_is_missing(results)
     host_checks = [c for c in results["checks"] if c["subject"] == "enclave"]
     assert host_checks and all(c["status"] == "pass" for c in host_checks), host_checks
 
@@ -184,8 +201,9 @@ def test_a_broken_host_fails_exactly_the_controls_that_rest_on_it(host, packs, n
         on_host(restoring)
     assert result.returncode == 1, result.stdout
     expected_controls = set().union(*(MAPPED[c] for c in checks))
-    assert failing(results) == (checks, expected_controls)
-    failed = [c for c in results["checks"] if c["status"] == "fail"]
+    assert failing(results) == (checks | NO_DRILL_YET, expected_controls | NO_DRILL_CONTROLS)
+    assert_only_the_drill_is_missing(results)
+    failed = [c for c in results["checks"] if c["status"] == "fail" and c["id"] not in NO_DRILL_YET]
     assert all(c["evidence"] for c in failed) and any(
         f"raw/enclave/{artifact}" in c["evidence"] for c in failed
     )

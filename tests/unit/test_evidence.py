@@ -37,7 +37,8 @@ TS = "2026-12-04T06:00:00Z"
 TS_LATER = "2026-12-05T07:30:00Z"
 HOST_CHECKS = sorted(c.id for c in CHECKS.values() if c.scope == "host")
 CLOUD_CHECKS = sorted(c.id for c in CHECKS.values() if c.scope == "cloud")
-OTHER_CHECKS = sorted(c.id for c in CHECKS.values() if c.scope != "host")
+DR_CHECKS = sorted(c.id for c in CHECKS.values() if c.scope == "dr")
+OTHER_CHECKS = sorted(c.id for c in CHECKS.values() if c.scope not in ("host", "dr"))
 
 runner = CliRunner()
 
@@ -695,8 +696,10 @@ def test_the_captured_raw_passes_every_control_and_verifies(good, keys):
     assert {c["id"] for c in checks} == set(CHECKS)
     assert [c["status"] for c in checks if c["subject"] == "enclave"] == [PASS] * len(HOST_CHECKS)
     assert sorted(c["id"] for c in checks if c["subject"] == "enclave") == HOST_CHECKS
-    # nothing else was collected: the cloud (and any other non-host) checks do not apply, never pass
-    assert {c["id"]: c["status"] for c in checks if c["subject"] != "enclave"} == dict.fromkeys(
+    # the restore drill's report (raw/dr/) passes; nothing else was collected: the cloud (and any
+    # other non-host) checks do not apply, never pass
+    assert {c["id"]: c["status"] for c in checks if c["subject"] == "dr"} == dict.fromkeys(DR_CHECKS, PASS)
+    assert {c["id"]: c["status"] for c in checks if c["subject"] not in ("enclave", "dr")} == dict.fromkeys(
         OTHER_CHECKS, NA
     )
     assert {c["subject"] for c in checks if c["id"] in CLOUD_CHECKS} == {"cloud"}

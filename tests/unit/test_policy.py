@@ -75,6 +75,7 @@ def test_shipped_policy_loads_and_renders_for_every_target(policy):
         "internal-dns-tcp",
         "internal-ntp",
         "internal-services",
+        "internal-backup",
         "internal-ping",
     ]
     assert render_nftables(policy, source="policies/egress.yml").startswith("#!/usr/sbin/nft -f\n")
@@ -135,7 +136,7 @@ def test_applying_twice_is_idempotent_and_leaves_other_tables_alone(nft_file):
 
 def test_management_ssh_is_accepted_without_a_ct_state_condition(policy):
     text = render_nftables(policy, source="x")
-    ssh_in = [line.strip() for line in text.splitlines() if "tcp dport 22" in line]
+    ssh_in = [line.strip() for line in text.splitlines() if "tcp dport 22" in line and "saddr" in line]
     ssh_out = [line.strip() for line in text.splitlines() if "tcp sport 22" in line]
     assert ssh_in == [
         'ip saddr 10.231.0.0/24 tcp dport 22 accept comment "management-ssh"',
@@ -236,7 +237,7 @@ REFUSALS = [
     ("port not a number", _set(["allow", 0, "ports", 0], "53"), "allow[0].ports[0]", "not a port"),
     ("ssh port", _set(["management_ssh", "port"], 65536), "management_ssh.port", "not a port"),
     ("duplicate port", _set(["allow", 3, "ports"], [80, 80]), "allow[3].ports[1]", "listed twice"),
-    ("icmp with ports", _set(["allow", 4, "ports"], [8]), "allow[4].ports", "icmp has no ports"),
+    ("icmp with ports", _set(["allow", 5, "ports"], [8]), "allow[5].ports", "icmp has no ports"),
     ("tcp without ports", _delete("allow", 1, "ports"), "allow[1].ports", "missing"),
     ("empty ports", _set(["allow", 1, "ports"], []), "allow[1].ports", "is empty"),
     ("unknown proto", _set(["allow", 0, "proto"], "sctp"), "allow[0].proto", "not a protocol"),
@@ -326,7 +327,7 @@ def test_aws_ingress_is_ssh_and_api_and_nothing_is_open_to_the_internet(policy):
         assert entry["IpRanges"] or entry["Ipv6Ranges"]
         assert all(r["CidrIp"] != "0.0.0.0/0" for r in entry["IpRanges"])
         assert all(r["CidrIpv6"] != "::/0" for r in entry["Ipv6Ranges"])
-    assert len(rendered["egress"]) == 1 + 1 + 1 + 5 + 2  # dns, dns-tcp, ntp, 5 service ports, 2 pings
+    assert len(rendered["egress"]) == 1 + 1 + 1 + 5 + 1 + 2  # dns, dns-tcp, ntp, 5 service ports, backup, 2 pings
 
 
 # ---- Kubernetes ---------------------------------------------------------------------------------------
@@ -342,7 +343,7 @@ def test_k8s_network_policy_has_both_types_and_no_icmp(policy):
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     protocols = {p["protocol"] for rule in spec["egress"] for p in rule["ports"]}
     assert protocols == {"TCP", "UDP"}
-    assert len(spec["egress"]) == 4  # internal-ping is left out ...
+    assert len(spec["egress"]) == 5  # internal-ping is left out ...
     assert "left out (NetworkPolicy cannot express ICMP): internal-ping" in text  # ... and says so
     assert all(rule["to"] for rule in spec["egress"])  # an empty `to` would mean anywhere
     assert spec["ingress"] == [
@@ -418,7 +419,7 @@ def test_cli_check_prints_a_summary():
     result = policy_cli("check", "--policy", SHIPPED)
     assert result.exit_code == 0, result.output
     assert result.stdout.count("\n") == 1
-    assert "ok: 2 networks, 5 allow rules" in result.stdout
+    assert "ok: 2 networks, 6 allow rules" in result.stdout
 
 
 def test_cli_help_shows_examples():

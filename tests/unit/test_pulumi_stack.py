@@ -193,6 +193,7 @@ def test_fleet_egress_is_the_egress_policy_inside_the_enclave(stack):
         "internal-dns-tcp",
         "internal-ntp",
         "internal-services",
+        "internal-backup",
         "internal-ping",
         "interface-endpoints",
         "s3-gateway-endpoint",

@@ -3,6 +3,7 @@ import ipaddress
 import pytest
 
 from airlock.lab.topology import (
+    INTERNAL,
     INTERNET_STANDIN_IP,
     INTERNET_STANDIN_IP6,
     NETWORKS,
@@ -20,7 +21,7 @@ def test_every_address_is_unique_and_inside_its_private_network(gpu_hosts):
         addresses = [net.service_ip] + [h.ip(net) for h in topo.hosts]
         assert all(ipaddress.IPv4Address(a) in net.net for a in addresses)
         seen.update(addresses)
-    assert len(seen) == len(NETWORKS) * (gpu_hosts + 1)
+    assert len(seen) == len(NETWORKS) * (gpu_hosts + 2)  # + the service address and the backup host
 
 
 def test_the_internet_standin_is_reached_only_through_the_default_route():
@@ -37,8 +38,15 @@ def test_interface_names_fit_the_kernel_limit_and_do_not_collide():
 
 
 def test_namespaces_are_the_documented_ones_and_more_hosts_extend_them():
-    assert default_topology().namespaces == ("mgmt", "internal", "outside", "enclave")
-    assert default_topology(2).namespaces[-1] == "enclave2"
+    assert default_topology().namespaces == ("mgmt", "internal", "outside", "enclave", "backup")
+    assert default_topology(2).namespaces[-2:] == ("enclave2", "backup")
+
+
+def test_the_backup_host_is_its_own_group_at_a_fixed_address():
+    for count in (1, 9):
+        backup = default_topology(count).host("backup")
+        assert backup.groups == ("backup_hosts",) and backup.ip(INTERNAL) == "10.231.1.19"
+    assert [h.name for h in default_topology(2).hosts if "gpu_hosts" in h.groups] == ["enclave", "enclave2"]
 
 
 def test_dns_zone_answers_lab_names_with_internal_addresses():
@@ -63,6 +71,6 @@ def test_every_segment_is_dual_stack_with_unique_private_ipv6():
         addresses = [net.service_ip6] + [h.ip6(net) for h in topo.hosts]
         assert all(ipaddress.IPv6Address(a) in net.net6 for a in addresses)
         seen.update(addresses)
-    assert len(seen) == len(NETWORKS) * 4
+    assert len(seen) == len(NETWORKS) * 5  # service address, 3 GPU hosts, the backup host
     standin = ipaddress.IPv6Address(INTERNET_STANDIN_IP6)
     assert not any(standin in net.net6 for net in NETWORKS)
