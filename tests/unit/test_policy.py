@@ -327,7 +327,7 @@ def test_aws_ingress_is_ssh_and_api_and_nothing_is_open_to_the_internet(policy):
         assert entry["IpRanges"] or entry["Ipv6Ranges"]
         assert all(r["CidrIp"] != "0.0.0.0/0" for r in entry["IpRanges"])
         assert all(r["CidrIpv6"] != "::/0" for r in entry["Ipv6Ranges"])
-    assert len(rendered["egress"]) == 1 + 1 + 1 + 5 + 1 + 2  # dns, dns-tcp, ntp, 5 service ports, backup, 2 pings
+    assert len(rendered["egress"]) == 1 + 1 + 1 + 5 + 1 + 2  # dns, dns-tcp, ntp, 5 services, backup, 2 pings
 
 
 # ---- Kubernetes ---------------------------------------------------------------------------------------
