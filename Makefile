@@ -86,6 +86,7 @@ bench: venv ## Benchmarks, printed as ratios measured in one run (root for the l
 	$(PY) bench/service.py
 	$(PY) bench/bundle.py
 	$(PY) bench/protect.py
+	$(PY) bench/backup.py
 	$(PY) bench/evidence.py
 	$(PY) bench/lab_cycle.py
 

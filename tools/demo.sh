@@ -85,10 +85,19 @@ ip netns exec mgmt curl -sS --cacert .cache/lab-artifacts/ca/ca.crt -o /dev/null
 step "Read-only verification of the host (playbooks/verify.yml): sshd, egress, models, audit chain, service"
 ip netns exec mgmt .venv/bin/ansible-playbook -i inventory/lab playbooks/verify.yml | tail -n 2
 
+step "Backups: every class on the backup host (BorgBackup, encrypted), plus the write-once audit copy"
+$airlock lab ssh enclave -- sudo /opt/airlock/venv/bin/airlock backup status
+$airlock lab ssh enclave -- sudo systemctl start airlock-backup@outputs.service airlock-backup@audit.service
+
+step "Disaster: the enclave host is destroyed and restored onto a fresh one (airlock dr drill: RTO, RPO)"
+(umask 077 && printf '%s\n' "$key" > "$demo/api-key")  # readable by root only from the start
+$airlock dr drill --inventory inventory/lab --host enclave --api-key-file "$demo/api-key" \
+  --ca .cache/lab-artifacts/ca/ca.crt
+
 step "Evidence pack from the live host: SOC 2, HIPAA, NIST 800-171, CMMC L2, ITAR (signed; OSCAL inside)"
 pack=evidence/$(date -u +%Y-%m-%dT%H%M%SZ)
 ip netns exec mgmt $airlock evidence build --inventory inventory/lab --out "$pack" \
-  --key .cache/lab-artifacts/evidence-keys
+  --key .cache/lab-artifacts/evidence-keys --drill-report drills/
 $airlock evidence verify "$pack" --trust .cache/lab-artifacts/evidence-keys/signing.pub
 
 trap - EXIT

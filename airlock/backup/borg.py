@@ -48,7 +48,10 @@ class Borg:
         )
         return env
 
-    def run(self, *args: str, cwd: Path | None = None, timeout: float = 6 * 3600) -> str:
+    def run(
+        self, *args: str, cwd: Path | None = None, timeout: float = 6 * 3600, strict: bool = False
+    ) -> str:
+        """Run borg; rc 1 is a warning (a file changed while read) unless strict (check: 1 = damage found)."""
         if not self.repo.passphrase_file.is_file():
             raise BorgError(
                 f"the passphrase of repository {self.repo.name!r} ({self.repo.passphrase_file}) is missing: "
@@ -72,7 +75,7 @@ class Borg:
             ) from None
         except subprocess.TimeoutExpired:
             raise BorgError(f"`borg {args[0]}` on {self.repo.name} timed out after {timeout:.0f}s") from None
-        if result.returncode not in (0, 1):  # 1 is borg's "warning" (e.g. a file changed while read)
+        if result.returncode != 0 and (strict or result.returncode != 1):
             tail = result.stderr.strip().splitlines()[-3:]
             raise BorgError(
                 f"`borg {args[0]}` on repository {self.repo.name!r} failed ({result.returncode}): "
@@ -118,7 +121,7 @@ class Borg:
 
     def check(self, verify_data: bool = False) -> None:
         """Repository and archive consistency; with verify_data every chunk is decrypted and MAC-checked."""
-        self.run("check", *(["--verify-data"] if verify_data else []))
+        self.run("check", *(["--verify-data"] if verify_data else []), strict=True)
 
     def extract(self, archive: str, target: Path) -> None:
         """Restore an archive's absolute paths below target (/ for in place)."""
