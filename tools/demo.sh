@@ -37,7 +37,7 @@ $airlock audit verify
 
 trap 'step "Tear down"; $airlock lab down' EXIT
 
-step "Bring the lab up: mgmt (controller), enclave (systemd host), internal, outside"
+step "Bring the lab up: mgmt (controller), enclave (systemd host), backup (the backup host), internal, outside"
 $airlock lab up
 $airlock lab status
 
@@ -53,7 +53,7 @@ $airlock bundle verify .cache/bundle/airlock-lab.tar --trust .cache/lab-artifact
 
 step "Import it on the controller (custody audited) and publish it to the host: playbooks/bundle_import.yml"
 ip netns exec mgmt .venv/bin/ansible-playbook -i inventory/lab playbooks/bundle_import.yml |
-  grep -E '"msg"|^enclave|^localhost'
+  grep -E '"msg"|^enclave|^backup|^localhost'
 
 step "Provision it from the bundle only: ansible-playbook -i inventory/lab playbooks/site.yml (from mgmt)"
 ip netns exec mgmt .venv/bin/ansible-playbook -i inventory/lab playbooks/site.yml | tail -n 4

@@ -45,7 +45,7 @@ def packs(tmp_path_factory):
     return tmp_path_factory.mktemp("evidence")
 
 
-def build(packs: Path, name: str) -> tuple[subprocess.CompletedProcess, dict]:
+def build(packs: Path, name: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
     out = packs / name
     result = in_mgmt(
         str(ROOT / ".venv" / "bin" / "airlock"),
@@ -57,6 +57,7 @@ def build(packs: Path, name: str) -> tuple[subprocess.CompletedProcess, dict]:
         str(out),
         "--key",
         str(KEYS),
+        *extra,
         timeout=600,
     )
     assert (out / "results.json").is_file(), result.stdout + result.stderr

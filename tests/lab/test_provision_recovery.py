@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from labcheck import ROOT, airlock
 from test_provision import ENV, in_mgmt, playbook
-from test_provision_evidence import KEYS, MAPPED
+from test_provision_evidence import MAPPED, build
 
 CA = ROOT / ".cache" / "lab-artifacts" / "ca" / "ca.crt"
 AIRLOCK = "/opt/airlock/venv/bin/airlock"
@@ -245,22 +245,8 @@ def test_the_drill_restores_a_destroyed_host_and_measures_rto_and_rpo(drill):
 
 def test_the_drill_report_makes_the_recovery_controls_pass(drill, tmp_path):
     _, report, drills = drill
+    result, results = build(tmp_path, "pack", "--drill-report", str(drills))
     out = tmp_path / "pack"
-    result = in_mgmt(
-        str(ROOT / ".venv" / "bin" / "airlock"),
-        "evidence",
-        "build",
-        "--inventory",
-        "inventory/lab",
-        "--out",
-        str(out),
-        "--key",
-        str(KEYS),
-        "--drill-report",
-        str(drills),
-        timeout=600,
-    )
-    results = json.loads((out / "results.json").read_text())
     failing = [c for c in results["checks"] if c["status"] == "fail"]
     assert result.returncode == 0 and not failing, failing
     (check,) = [c for c in results["checks"] if c["id"] == "dr_drill_recent"]
