@@ -132,12 +132,26 @@ def newest_output(outputs_dir: Path) -> str | None:
     return datetime.fromtimestamp(max(stamps), UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if stamps else None
 
 
+def trim_partial_records(audit_root: Path) -> list[str]:
+    """A backup that read a day file while a record was being appended can end in half a line: cut it
+    (it was never a whole record in that backup), so the restored chain verifies. Returns what was cut."""
+    cut = []
+    for path in sorted(audit_root.glob("*/*.jsonl")):
+        data = path.read_bytes() if DAY.match(path.parent.name) else b""
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            with open(path, "r+b") as fh:
+                fh.truncate(keep)
+            cut.append(f"{path.parent.name}/{path.name}: {len(data) - keep} bytes")
+    return cut
+
+
 def restore(config: BackupConfig, target: Path = Path("/"), force: bool = False) -> dict:
     """Extract each class's newest archive into target; refuses a host that already has audit days."""
-    live = config.audit_root if target == Path("/") else target / config.audit_root.relative_to("/")
-    if not force and live.is_dir() and any(DAY.match(p.name) for p in live.iterdir()):
+    audit = target / config.audit_root.relative_to("/")
+    if not force and audit.is_dir() and any(DAY.match(p.name) for p in audit.iterdir()):
         raise AirlockError(
-            f"{live} already holds audit days: restoring would roll this host back. Restore onto a fresh "
+            f"{audit} already holds audit days: restoring would roll this host back. Restore onto a fresh "
             "host, or pass --force if you mean to overwrite it"
         )
     restored = []
@@ -151,12 +165,11 @@ def restore(config: BackupConfig, target: Path = Path("/"), force: bool = False)
         restored.append(
             {"class": klass, "repository": spec.repository, "archive": newest, "time": archive_time(newest)}
         )
-    audit = target / config.audit_root.relative_to("/")
-    outputs = target / config.outputs_dir.relative_to("/")
     return {
         "restored_at": status.utc_now(),
         "host": config.host,
         "restored": restored,
+        "trimmed_partial_records": trim_partial_records(audit),
         "newest_audit_record_at": newest_audit_record(audit),
-        "newest_output_at": newest_output(outputs),
+        "newest_output_at": newest_output(target / config.outputs_dir.relative_to("/")),
     }

@@ -126,6 +126,21 @@ def test_every_class_backs_up_then_restores_byte_identical(plan, tmp_path, root,
     assert report["newest_output_at"]
 
 
+def test_a_record_cut_in_half_by_the_backup_is_trimmed_and_the_chain_verifies(
+    write_days, root, verifier, clock
+):
+    write_days(days=2, per_day=2)
+    log = sorted(root.glob("2026-*/generations.jsonl"))[-1]
+    day = log.parent
+    whole = log.read_bytes()
+    half = b'{"seq":99,"prev_hash":"ab'  # what a read in the middle of an append sees
+    log.write_bytes(whole + half)
+    assert verify(root, verifier, clock=clock).findings
+    assert jobs.trim_partial_records(root) == [f"{day.name}/generations.jsonl: {len(half)} bytes"]
+    assert log.read_bytes() == whole and not verify(root, verifier, clock=clock).findings
+    assert jobs.trim_partial_records(root) == []
+
+
 def test_restore_refuses_a_host_that_already_has_audit_days(plan, root):
     jobs.init(plan)
     jobs.run(plan, "keys")
